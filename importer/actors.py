@@ -1,0 +1,145 @@
+"""The actors: the module the worker loads (``dramatiq importer.actors``).
+
+Importing it builds the broker from the settings (RabbitMQ when
+``IMPORTER_BROKER_URL`` is set, in-process otherwise) and declares:
+
+* ``import_missing_series`` and ``import_missing_episodes``: the batch
+  actors, one step of a run each (see :mod:`importer.batches`);
+* ``import_series`` and ``import_episodes``: the item actors (see
+  :mod:`importer.items`);
+* ``scheduled_series_import`` and ``scheduled_episodes_import``: the
+  daily schedule, run by ``periodiq importer.actors``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import dramatiq
+from periodiq import cron
+from sqlalchemy import RowMapping
+
+from . import batches, items
+from .broker import setup_broker
+from .catalogue import Kind
+from .errors import RunActiveError, TransientApiError
+from .runs import BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT, ITEM_TIME_LIMIT
+from .settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+broker = setup_broker()
+
+#: Retries of a message that failed for a reason of our own (the
+#: database is away, a bug): enough to ride out a few minutes' outage.
+MAX_RETRIES = 10
+
+#: Upper bound on 429 and transient API retries of one message; the
+#: item itself gives up on transient errors much earlier.
+MAX_API_RETRIES = 100
+
+
+def retry_when(retries: int, exception: BaseException) -> bool:
+    """Retry policy shared by every actor."""
+    if isinstance(exception, (dramatiq.Retry, TransientApiError)):
+        return retries < MAX_API_RETRIES
+    return retries < MAX_RETRIES
+
+
+def queue_name(kind: Kind, role: str) -> str:
+    """``importer.<kind>.<role>``: names that explain themselves in the RabbitMQ UI."""
+    return f"importer.{kind}.{role}"
+
+
+_batch_options: dict[str, Any] = {
+    "time_limit": BATCH_TIME_LIMIT * 1000,
+    "retry_when": retry_when,
+    "min_backoff": 2_000,
+    "max_backoff": BATCH_MAX_BACKOFF * 1000,
+}
+_item_options: dict[str, Any] = {
+    "time_limit": ITEM_TIME_LIMIT * 1000,
+    "retry_when": retry_when,
+    "min_backoff": 2_000,
+    "max_backoff": 60_000,
+}
+
+
+@dramatiq.actor(queue_name=queue_name("series", "batches"), **_batch_options)
+def import_missing_series(run_id: int, step: int) -> None:
+    """One batch step of a series run."""
+    batches.run_step("series", run_id, step, DISPATCHER)
+
+
+@dramatiq.actor(queue_name=queue_name("episodes", "batches"), **_batch_options)
+def import_missing_episodes(run_id: int, step: int) -> None:
+    """One batch step of an episodes run."""
+    batches.run_step("episodes", run_id, step, DISPATCHER)
+
+
+@dramatiq.actor(queue_name=queue_name("series", "items"), **_item_options)
+def import_series(run_id: int, series_id: int) -> None:
+    """Fetch and store one show."""
+    items.import_series(run_id, series_id)
+
+
+@dramatiq.actor(queue_name=queue_name("episodes", "items"), **_item_options)
+def import_episodes(run_id: int, series_id: int, episode_ids: list[int]) -> None:
+    """Fetch one show's episode list and fill the given episodes."""
+    items.import_episodes(run_id, series_id, episode_ids)
+
+
+BATCH_ACTORS: dict[Kind, dramatiq.Actor[Any, Any]] = {
+    "series": import_missing_series,
+    "episodes": import_missing_episodes,
+}
+
+
+class _Dispatcher:
+    """Sends a run's messages through this module's actors."""
+
+    def send_items(self, kind: Kind, run_id: int, rows: Sequence[RowMapping]) -> int:
+        if kind == "series":
+            for row in rows:
+                import_series.send(run_id, row["id"])
+            return len(rows)
+
+        by_show: dict[int, list[int]] = {}
+        for row in rows:
+            by_show.setdefault(row["series_id"], []).append(row["id"])
+        for series_id, episode_ids in by_show.items():
+            import_episodes.send(run_id, series_id, episode_ids)
+        return len(by_show)
+
+    def send_step(self, kind: Kind, run_id: int, step: int, delay_seconds: float) -> None:
+        BATCH_ACTORS[kind].send_with_options(args=(run_id, step),
+                                             delay=int(delay_seconds * 1000))
+
+
+DISPATCHER = _Dispatcher()
+
+
+def _scheduled(kind: Kind) -> None:
+    from .runs import DEFAULT_BATCH_SIZE, DEFAULT_DELAY_SECONDS
+    from .control import start_run
+
+    try:
+        run_id = start_run(kind, DEFAULT_BATCH_SIZE[kind], DEFAULT_DELAY_SECONDS)
+    except RunActiveError as error:
+        logger.info("Scheduled %s import skipped: %s.", kind, error)
+        return
+    logger.info("Scheduled %s import started run %d.", kind, run_id, extra={"run_id": run_id})
+
+
+@dramatiq.actor(periodic=cron(get_settings().series_schedule), max_retries=0)
+def scheduled_series_import() -> None:
+    """Start the daily series import, unless one is running."""
+    _scheduled("series")
+
+
+@dramatiq.actor(periodic=cron(get_settings().episodes_schedule), max_retries=0)
+def scheduled_episodes_import() -> None:
+    """Start the daily episodes import, unless one is running."""
+    _scheduled("episodes")

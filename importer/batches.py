@@ -1,0 +1,242 @@
+"""One batch step of a run: select the next rows, dispatch items, continue.
+
+A step runs in one transaction holding the run's row lock:
+
+1. check that the message's step is the one the run expects;
+2. select the next rows that need data *after the run's cursor*, by key;
+3. send one item message per row (per show, for episodes);
+4. move the cursor and the step on, and commit.
+
+Only then is the successor sent, with the run's delay, and marked as
+sent.  A redelivered message finds its step done and does nothing,
+except re-sending a successor that was never marked as sent (the worker
+died between commit and send).  Once no rows remain, the run *drains*:
+the step repeats, without selecting, until every selected row has its
+outcome, then logs the completion record and closes the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, RowMapping, Table, select, tuple_, update
+
+from .catalogue import Kind, needs_data, recheck_before, table_for
+from .database import transaction
+from .runs import COMPLETED, RUNNING, items_done, lock_run
+from .schema import import_runs, utcnow
+from .settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+#: How long a draining run waits for its last items before closing anyway.
+#: Items give up after their own retries, well within this.
+DRAIN_TIMEOUT = timedelta(minutes=15)
+
+#: Seconds between two checks of a draining run.
+DRAIN_POLL_SECONDS = 2.0
+
+
+class Dispatcher(Protocol):
+    """Sends the messages of a run: items and the next batch step."""
+
+    def send_items(self, kind: Kind, run_id: int, rows: Sequence[RowMapping]) -> int:
+        """Send the item messages for ``rows``; return how many were sent."""
+
+    def send_step(self, kind: Kind, run_id: int, step: int, delay_seconds: float) -> None:
+        """Send the batch message for ``step`` of the run."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rows a batch selected, and where the cursor stops."""
+
+    rows: list[RowMapping]
+    cursor_series: int
+    cursor_id: int
+    continues: bool
+
+
+def run_step(kind: Kind, run_id: int, step: int, dispatcher: Dispatcher) -> None:
+    """Carry out ``step`` of the run, once, however often it is delivered."""
+    with transaction() as connection:
+        run = lock_run(connection, run_id)
+        if run is None or run["status"] != RUNNING:
+            logger.info("Run %s is not running; batch message ignored.", run_id,
+                        extra={"run_id": run_id, "step": step})
+            return
+
+        if step == run["step"]:
+            successor = _carry_out(connection, run, dispatcher)
+        elif step == run["step"] - 1 and not run["successor_sent"]:
+            logger.warning("Step %d of run %d was done but its successor was never sent; "
+                           "sending it now.", step, run_id, extra={"run_id": run_id, "step": step})
+            successor = (run["step"], _next_delay(run))
+        else:
+            logger.info("Step %d of run %d already done; duplicate message ignored.", step,
+                        run_id, extra={"run_id": run_id, "step": step})
+            return
+
+    if successor is not None:
+        _send_successor(kind, run_id, *successor, dispatcher=dispatcher)
+
+
+def _carry_out(connection: Connection, run: RowMapping,
+               dispatcher: Dispatcher) -> tuple[int, float] | None:
+    """Do the run's current step; return the next step and its delay, if any."""
+    if run["draining_since"] is None:
+        continues = _batch(connection, run, dispatcher)
+        delay = run["delay_seconds"] if continues else DRAIN_POLL_SECONDS
+        return run["step"] + 1, min(delay, run["delay_seconds"])
+
+    if _drain(connection, run):
+        return run["step"] + 1, _next_delay(run)
+    return None
+
+
+def _next_delay(run: RowMapping) -> float:
+    if run["draining_since"] is None:
+        return float(run["delay_seconds"])
+    return float(min(run["delay_seconds"], DRAIN_POLL_SECONDS))
+
+
+def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher) -> bool:
+    """Select and dispatch one batch; return True when more rows remain."""
+    kind: Kind = run["kind"]
+    remaining_before = max(run["total"] - run["selected"], 0)
+    logger.info("Batch %d of %s run %d started.", run["step"], kind, run["id"], extra={
+        "event": "batch_started", "run_id": run["id"], "step": run["step"], "batch_size": run["batch_size"],
+        "delay_seconds": run["delay_seconds"]})
+
+    selection = select_next(connection, kind, run)
+    processing = len(selection.rows)
+    logger.info("Found %d %s without data, processing %d in this batch.", remaining_before,
+                kind, processing, extra={"event": "batch_found", "run_id": run["id"],
+                                         "step": run["step"], "found": remaining_before,
+                                         "processing": processing})
+
+    dispatched = dispatcher.send_items(kind, run["id"], selection.rows)
+    _record_batch(connection, run, selection, dispatched)
+
+    remaining = max(remaining_before - processing, 0) if selection.continues else 0
+    logger.info(
+        "Batch %d of %s run %d dispatched %d items for %d rows; %d remain%s.",
+        run["step"], kind, run["id"], dispatched, processing, remaining,
+        f", next batch in {run['delay_seconds']:g} s" if selection.continues else "",
+        extra={"event": "batch_result", "run_id": run["id"], "step": run["step"],
+               "dispatched": dispatched,
+               "processed": processing, "remaining": remaining,
+               "continues": selection.continues})
+    return selection.continues
+
+
+def select_next(connection: Connection, kind: Kind, run: RowMapping) -> Selection:
+    """The next rows after the run's cursor that need data, by key."""
+    table = table_for(kind)
+    wanted = needs_data(table, recheck_before(get_settings().not_found_recheck_days))
+    if kind == "series":
+        return _select_series(connection, table, wanted, run)
+    return _select_episodes(connection, table, wanted, run)
+
+
+def _select_series(connection: Connection, table: Table, wanted: Any,
+                   run: RowMapping) -> Selection:
+    query = (select(table.c.id, table.c.tvmaze_id)
+             .where(wanted, table.c.id > run["cursor_id"])
+             .order_by(table.c.id).limit(run["batch_size"]))
+    rows = list(connection.execute(query).mappings())
+
+    last = rows[-1]["id"] if rows else run["cursor_id"]
+    return Selection(rows, 0, last, continues=len(rows) == run["batch_size"])
+
+
+def _select_episodes(connection: Connection, table: Table, wanted: Any,
+                     run: RowMapping) -> Selection:
+    # NOTE: the key is (series_id, id) so that one show's episodes come
+    # together; the batch then takes the rest of its last show, so that
+    # no show is split over two batches and each costs one API call.
+    key = tuple_(table.c.series_id, table.c.id)
+    columns = (table.c.id, table.c.series_id, table.c.tvmaze_id)
+    query = (select(*columns)
+             .where(wanted, key > tuple_(run["cursor_series"], run["cursor_id"]))
+             .order_by(table.c.series_id, table.c.id).limit(run["batch_size"]))
+    rows = list(connection.execute(query).mappings())
+    if not rows:
+        return Selection([], run["cursor_series"], run["cursor_id"], continues=False)
+
+    continues = len(rows) == run["batch_size"]
+    last_series, last_id = rows[-1]["series_id"], rows[-1]["id"]
+    if continues:
+        rest = (select(*columns)
+                .where(wanted, table.c.series_id == last_series, table.c.id > last_id)
+                .order_by(table.c.id))
+        rows.extend(connection.execute(rest).mappings())
+        last_id = rows[-1]["id"]
+    return Selection(rows, last_series, last_id, continues)
+
+
+def _record_batch(connection: Connection, run: RowMapping, selection: Selection,
+                  dispatched: int) -> None:
+    now = utcnow()
+    connection.execute(update(import_runs).where(import_runs.c.id == run["id"]).values(
+        step=run["step"] + 1,
+        cursor_series=selection.cursor_series,
+        cursor_id=selection.cursor_id,
+        selected=run["selected"] + len(selection.rows),
+        dispatched=run["dispatched"] + dispatched,
+        batches=run["batches"] + 1,
+        successor_sent=False,
+        draining_since=None if selection.continues else now,
+        heartbeat_at=now,
+    ))
+
+
+def _drain(connection: Connection, run: RowMapping) -> bool:
+    """Close the run if its items are done; return True to check again later."""
+    done = items_done(run)
+    timed_out = utcnow() - run["draining_since"] > DRAIN_TIMEOUT
+    if done < run["selected"] and not timed_out:
+        connection.execute(update(import_runs).where(import_runs.c.id == run["id"]).values(
+            step=run["step"] + 1, successor_sent=False, heartbeat_at=utcnow()))
+        return True
+
+    _complete(connection, run, pending=run["selected"] - done)
+    return False
+
+
+def _complete(connection: Connection, run: RowMapping, pending: int) -> None:
+    now = utcnow()
+    connection.execute(update(import_runs).where(import_runs.c.id == run["id"]).values(
+        status=COMPLETED, finished_at=now, heartbeat_at=now, step=run["step"] + 1))
+
+    seconds = (now - run["started_at"]).total_seconds()
+    fields = {name: run[name] for name in (
+        "kind", "batches", "selected", "dispatched", "imported", "not_found", "invalid",
+        "failed", "discovered")}
+    logger.info(
+        "Run %d (%s) completed in %.1f s: %d batches, %d rows selected, %d imported, "
+        "%d not found, %d invalid, %d failed.",
+        run["id"], run["kind"], seconds, run["batches"], run["selected"], run["imported"],
+        run["not_found"], run["invalid"], run["failed"],
+        extra={"run_id": run["id"], "event": "run_completed", "duration_seconds": seconds,
+               "pending": pending, **fields})
+    if pending > 0:
+        logger.warning("Run %d closed with %d items still pending after %s.", run["id"], pending,
+                       DRAIN_TIMEOUT, extra={"run_id": run["id"], "pending": pending})
+
+
+def _send_successor(kind: Kind, run_id: int, step: int, delay: float, *,
+                    dispatcher: Dispatcher) -> None:
+    # NOTE: sent after the step's commit, so a step that failed never
+    # has a successor; marked as sent afterwards, so a redelivery of
+    # this step can tell whether the worker died in between.
+    dispatcher.send_step(kind, run_id, step, delay)
+    with transaction() as connection:
+        connection.execute(
+            update(import_runs)
+            .where(import_runs.c.id == run_id, import_runs.c.step == step)
+            .values(successor_sent=True))

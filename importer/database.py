@@ -1,0 +1,96 @@
+"""Database engines and transactions, for SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from .errors import SchemaMissingError, UnavailableError
+from .settings import get_settings, redact_url
+
+logger = logging.getLogger(__name__)
+
+#: How long a SQLite writer waits for another one before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def create_database_engine(url: str) -> Engine:
+    """Build an engine for ``url``, tuned for many worker threads."""
+    if url.startswith("sqlite"):
+        return _create_sqlite_engine(url)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _create_sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # NOTE: the driver's own transaction handling is turned off so that
+        # every transaction can start with BEGIN IMMEDIATE below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes cannot wait
+        # for the lock: SQLite fails it at once with "database is locked".
+        # Taking the write lock up front makes writers queue instead.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+@functools.lru_cache(maxsize=4)
+def _engine_for(url: str) -> Engine:
+    return create_database_engine(url)
+
+
+def get_engine() -> Engine:
+    """The engine for ``IMPORTER_DATABASE_URL``, shared by the process."""
+    return _engine_for(get_settings().database_url)
+
+
+@contextmanager
+def transaction(engine: Engine | None = None) -> Iterator[Connection]:
+    """A connection inside one transaction, committed on success."""
+    with (engine or get_engine()).begin() as connection:
+        yield connection
+
+
+def check_schema(engine: Engine | None = None) -> None:
+    """Fail with one clear error when the database is unreachable or empty."""
+    engine = engine or get_engine()
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+    except OperationalError as error:
+        raise UnavailableError(
+            f"cannot reach the database at {redact_url(str(engine.url))}: "
+            f"{_first_line(error.orig)}"
+        ) from None
+    except SQLAlchemyError as error:
+        raise UnavailableError(f"database error: {_first_line(error)}") from None
+
+    if not {"series", "episodes", "import_runs", "job_logs"} <= tables:
+        raise SchemaMissingError(
+            f"the database at {redact_url(str(engine.url))} has no importer schema; "
+            "run `python -m importer init-db` first"
+        )
+
+
+def _first_line(error: object) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -1,0 +1,73 @@
+"""The exceptions this package raises, under one root.
+
+    ImporterError
+     ├── ConfigurationError     a setting or option is invalid
+     ├── UnavailableError       the database or the broker cannot be reached
+     ├── SchemaMissingError     the database has no (or an old) schema
+     ├── RunActiveError         a run of the same kind is already active
+     └── ApiError               the TVmaze API did not give usable data
+          ├── NotFoundError         404: the show or episode does not exist
+          ├── InvalidPayloadError   the body is not the JSON we expect
+          ├── TransientApiError     5xx, timeout, connection error
+          └── RateLimitedError      429
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class ImporterError(Exception):
+    """Base class of every error raised by this package."""
+
+
+class ConfigurationError(ImporterError):
+    """Raised when a setting or a command-line option has an invalid value."""
+
+
+class UnavailableError(ImporterError):
+    """Raised when the database or the broker cannot be reached."""
+
+
+class SchemaMissingError(ImporterError):
+    """Raised when the database lacks the schema this version needs."""
+
+
+class RunActiveError(ImporterError):
+    """Raised when a run is started while one of the same kind is active."""
+
+    def __init__(self, run_id: int, kind: str, started_at: datetime, selected: int,
+                 total: int) -> None:
+        self.run_id = run_id
+        self.kind = kind
+        self.started_at = started_at
+        self.selected = selected
+        self.total = total
+        super().__init__(
+            f"a {kind} run is already active: run {run_id}, started "
+            f"{started_at:%Y-%m-%d %H:%M:%S} UTC, {selected} of {total} rows selected"
+        )
+
+
+class ApiError(ImporterError):
+    """Base class of the outcomes of an API call that gave no usable data."""
+
+
+class NotFoundError(ApiError):
+    """Raised when the API answers 404 for a show or an episode."""
+
+
+class InvalidPayloadError(ApiError):
+    """Raised when a response body is not JSON of the expected shape."""
+
+
+class TransientApiError(ApiError):
+    """Raised on a 5xx answer, a timeout or a connection error."""
+
+
+class RateLimitedError(ApiError):
+    """Raised when the API answers 429; carries how long to wait, in seconds."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"rate limited (Retry-After: {retry_after})")

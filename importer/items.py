@@ -1,0 +1,307 @@
+"""Item work: fetch one show, or one show's episodes, and record the outcome.
+
+Every row an item is given ends with an outcome for the run: imported,
+not found, invalid, or failed once its transient errors are spent.
+Only a successful response writes data; a failure records its reason
+and leaves whatever the row already holds.  Each outcome is written
+with a condition on the row's state, so a redelivered item changes
+nothing and counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+from sqlalchemy import Connection, Table, and_, bindparam, case, or_, select, update
+
+from .budget import ApiBudget
+from .catalogue import insert_ignoring_duplicates
+from .database import get_engine, transaction
+from .errors import (
+    ApiError,
+    InvalidPayloadError,
+    NotFoundError,
+    RateLimitedError,
+    TransientApiError,
+)
+from .payloads import Row, embedded_episodes, parse_episode, parse_show
+from .schema import (
+    FAILED,
+    IMPORTED,
+    INVALID,
+    NOT_FOUND,
+    PARKED,
+    episodes,
+    import_runs,
+    series,
+    utcnow,
+)
+from .settings import get_settings
+from .tvmaze import DEFAULT_RATE_LIMIT_WAIT, TvmazeClient
+
+logger = logging.getLogger(__name__)
+
+
+_client: TvmazeClient | None = None
+_client_lock = threading.Lock()
+
+
+def get_client() -> TvmazeClient:
+    """The API client of this process, sharing the database's API budget."""
+    global _client
+
+    with _client_lock:
+        if _client is None:
+            settings = get_settings()
+            budget = ApiBudget(get_engine(), calls=settings.api_calls,
+                               period=settings.api_period)
+            _client = TvmazeClient(settings.api_url, connect_timeout=settings.connect_timeout,
+                                   read_timeout=settings.read_timeout, budget=budget)
+        return _client
+
+
+def reset_client() -> None:
+    """Close and forget this process's client (after the settings change)."""
+    global _client
+
+    with _client_lock:
+        if _client is not None:
+            _client.close()
+        _client = None
+
+
+def import_series(run_id: int, series_id: int) -> None:
+    """Fetch one show, store it and register its regular episodes."""
+    row = _load(series, series_id)
+    if row is None or not _still_open(row, run_id):
+        return
+
+    try:
+        payload = get_client().show(row["tvmaze_id"], embed_episodes=True)
+        data = parse_show(payload, row["tvmaze_id"])
+        listed = [_episode_key(e) for e in embedded_episodes(payload)]
+    except ApiError as error:
+        _handle_failure(series, run_id, [series_id], error, what=f"series {row['tvmaze_id']}")
+        return
+
+    with transaction() as connection:
+        imported = _store(connection, series, [(series_id, data)])
+        registered = _register_episodes(connection, series_id, listed)
+        _count(connection, run_id, imported=imported)
+    logger.debug("Imported series %d and registered %d episodes.", row["tvmaze_id"], registered,
+                 extra={"tvmaze_id": row["tvmaze_id"], "registered": registered})
+
+
+def import_episodes(run_id: int, series_id: int, episode_ids: Sequence[int]) -> None:
+    """Fill the given episodes of one show from one call for its episode list.
+
+    Episodes in the list that the catalogue lacks (specials, new ones)
+    are registered and filled too.  An episode the list lacks is
+    recorded as not found; one that does not parse, as invalid: each
+    row fails alone.
+    """
+    show = _load(series, series_id)
+    rows = [r for r in _load_many(episodes, episode_ids) if _still_open(r, run_id)]
+    if show is None or not rows:
+        return
+
+    try:
+        payload = get_client().episodes(show["tvmaze_id"])
+        if not isinstance(payload, list):
+            raise InvalidPayloadError(f"expected a list of episodes, got {type(payload).__name__}")
+    except ApiError as error:
+        _handle_failure(episodes, run_id, [r["id"] for r in rows], error,
+                        what=f"episodes of series {show['tvmaze_id']}")
+        return
+
+    parsed, invalid = _parse_each(payload)
+    _store_episodes(run_id, series_id, rows, parsed, invalid)
+
+
+def _parse_each(payload: list[Any]) -> tuple[dict[int, Row], dict[int, str]]:
+    parsed: dict[int, Row] = {}
+    invalid: dict[int, str] = {}
+    for item in payload:
+        try:
+            tvmaze_id, data = parse_episode(item)
+            parsed[tvmaze_id] = data
+        except InvalidPayloadError as error:
+            found = item.get("id") if isinstance(item, dict) else None
+            if isinstance(found, int):
+                invalid[found] = str(error)
+    return parsed, invalid
+
+
+def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[int, Row],
+                    invalid: dict[int, str]) -> None:
+    known = {r["tvmaze_id"]: r["id"] for r in rows}
+    filled = [(known[t], data) for t, data in parsed.items() if t in known]
+    bad = {known[t]: reason for t, reason in invalid.items() if t in known}
+    gone = [r["id"] for r in rows if r["tvmaze_id"] not in parsed and r["tvmaze_id"] not in invalid]
+
+    with transaction() as connection:
+        imported = _store(connection, episodes, filled)
+        discovered = _discover(connection, series_id, parsed)
+        for row_id, reason in bad.items():
+            _record_outcome(connection, episodes, run_id, [row_id], INVALID, reason)
+        not_found = _record_outcome(connection, episodes, run_id, gone, NOT_FOUND,
+                                    "not in the show's episode list")
+        _count(connection, run_id, imported=imported, invalid=len(bad), not_found=not_found,
+               discovered=discovered)
+
+    for row_id, reason in bad.items():
+        logger.warning("Episode row %d has an invalid payload: %s", row_id, reason,
+                       extra={"row_id": row_id, "outcome": INVALID, "reason": reason})
+
+
+def _discover(connection: Connection, series_id: int, parsed: dict[int, Row]) -> int:
+    """Register and fill the listed episodes the catalogue does not have yet."""
+    if not parsed:
+        return 0
+    now = utcnow()
+    rows = [{"tvmaze_id": t, "series_id": series_id, "created_at": now,
+             "data_last_updated_at": now, "outcome": IMPORTED, "checked_at": now, **data}
+            for t, data in parsed.items()]
+    return insert_ignoring_duplicates(connection, episodes, rows)
+
+
+def _register_episodes(connection: Connection, series_id: int,
+                       listed: list[tuple[int, int | None, int | None]]) -> int:
+    now = utcnow()
+    rows = [{"tvmaze_id": t, "series_id": series_id, "season": s, "number": n, "created_at": now}
+            for t, s, n in listed]
+    return insert_ignoring_duplicates(connection, episodes, rows)
+
+
+def _episode_key(payload: Any) -> tuple[int, int | None, int | None]:
+    tvmaze_id, data = parse_episode(payload)
+    return tvmaze_id, data["season"], data["number"]
+
+
+def _store(connection: Connection, table: Table, rows: list[tuple[int, Row]]) -> int:
+    """Write fetched data to rows that still miss it; return how many were written."""
+    if not rows:
+        return 0
+
+    ids = [row_id for row_id, _ in rows]
+    open_ids = set(connection.execute(
+        select(table.c.id).where(table.c.id.in_(ids), table.c.data_last_updated_at.is_(None))
+        .with_for_update()).scalars())
+    if not open_ids:
+        return 0
+
+    now = utcnow()
+    params = [{"row_id": row_id, **data, "data_last_updated_at": now, "outcome": IMPORTED,
+               "attempts": 0, "failed_runs": 0, "last_error": None, "checked_at": now}
+              for row_id, data in rows if row_id in open_ids]
+    columns = {key: bindparam(key) for key in params[0] if key != "row_id"}
+    connection.execute(update(table).where(table.c.id == bindparam("row_id")).values(columns),
+                       params)
+    return len(params)
+
+
+def _handle_failure(table: Table, run_id: int, row_ids: list[int], error: ApiError,
+                    what: str) -> None:
+    """Record a failed call's outcome, or raise to have the message retried."""
+    if isinstance(error, RateLimitedError):
+        _retry_later(error, what)
+
+    outcome = {NotFoundError: NOT_FOUND, InvalidPayloadError: INVALID}.get(type(error))
+    if outcome is None and isinstance(error, TransientApiError):
+        attempt = transient_attempts() + 1
+        if attempt <= get_settings().max_item_retries:
+            _record_attempt(table, row_ids, str(error))
+            logger.warning("Attempt %d for %s failed: %s; retrying.", attempt, what, error,
+                           extra={"rows": row_ids, "attempt": attempt, "reason": str(error)})
+            raise error
+        outcome = FAILED
+
+    with transaction() as connection:
+        recorded = _record_outcome(connection, table, run_id, row_ids, outcome or FAILED,
+                                   str(error))
+        _count(connection, run_id, **{outcome or FAILED: recorded})
+    level = logging.INFO if outcome == NOT_FOUND else logging.WARNING
+    logger.log(level, "No data for %s: %s (%s).", what, outcome, error, extra={
+        "rows": row_ids, "outcome": outcome, "reason": str(error),
+        "attempt": transient_attempts() + 1})
+
+
+def _retry_later(error: RateLimitedError, what: str) -> None:
+    message = CurrentMessage.get_current_message()
+    if message is not None:
+        # NOTE: Retries counts every retry; 429s are counted apart so
+        # that they do not spend the budget meant for real errors.
+        message.options["rate_limited"] = message.options.get("rate_limited", 0) + 1
+
+    seconds = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
+    logger.warning("Rate limited on %s; retrying in %.1f s.", what, seconds,
+                   extra={"retry_after": seconds})
+    raise dramatiq.Retry(delay=int(seconds * 1000))
+
+
+def transient_attempts() -> int:
+    """Retries of the current message that were not caused by a 429."""
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return 0
+    retries = int(message.options.get("retries", 0))
+    return max(retries - int(message.options.get("rate_limited", 0)), 0)
+
+
+def _record_attempt(table: Table, row_ids: list[int], reason: str) -> None:
+    with transaction() as connection:
+        connection.execute(update(table).where(table.c.id.in_(row_ids)).values(
+            attempts=table.c.attempts + 1, last_error=reason[:1000], checked_at=utcnow()))
+
+
+def _record_outcome(connection: Connection, table: Table, run_id: int, row_ids: list[int],
+                    outcome: str, reason: str) -> int:
+    """Give rows their failure outcome for this run, once; return how many changed."""
+    if not row_ids:
+        return 0
+
+    counts_as_failed = outcome in (FAILED, INVALID)
+    park_after = get_settings().park_after_runs
+    failed_runs = table.c.failed_runs + (1 if counts_as_failed else 0)
+    new_outcome = case((failed_runs >= park_after, PARKED), else_=outcome) \
+        if counts_as_failed else outcome
+
+    result = connection.execute(update(table).where(
+        table.c.id.in_(row_ids),
+        table.c.data_last_updated_at.is_(None),
+        or_(table.c.last_run_id.is_(None), table.c.last_run_id != run_id),
+    ).values(outcome=new_outcome, failed_runs=failed_runs, last_error=reason[:1000],
+             last_run_id=run_id, checked_at=utcnow()))
+    return int(result.rowcount)
+
+
+def _count(connection: Connection, run_id: int, **increments: int) -> None:
+    values = {name: import_runs.c[name] + n for name, n in increments.items() if n}
+    if values:
+        connection.execute(update(import_runs).where(import_runs.c.id == run_id).values(values))
+
+
+def _load(table: Table, row_id: int) -> Any:
+    with transaction() as connection:
+        return connection.execute(select(table).where(table.c.id == row_id)).mappings().first()
+
+
+def _load_many(table: Table, row_ids: Sequence[int]) -> list[Any]:
+    with transaction() as connection:
+        query = select(table).where(table.c.id.in_(list(row_ids))).order_by(table.c.id)
+        return list(connection.execute(query).mappings())
+
+
+def _still_open(row: Any, run_id: int) -> bool:
+    """False when the row already has data or its outcome for this run."""
+    if row["data_last_updated_at"] is not None:
+        return False
+    return bool(row["last_run_id"] != run_id)
+
+
+__all__ = ["import_episodes", "import_series"]

@@ -1,0 +1,224 @@
+"""The ``job_logs`` table: every record logged while an actor runs.
+
+:class:`JobLogMiddleware` tells each log record which job it belongs to
+(actor, message, run, item) and, when the execution ends, logs its
+status and duration.  :class:`JobLogHandler` writes the records to
+``job_logs`` in bulk from a background thread, so that logging costs a
+job almost nothing and never fails it: a record that cannot be written
+is printed to stderr instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+from sqlalchemy import Engine
+
+from .logs import RedactingFilter, configure_logging, structured_fields
+from .schema import job_logs
+
+logger = logging.getLogger(__name__)
+
+#: The package whose actors are logged.
+ACTOR_MODULE = "importer.actors"
+
+
+@dataclass
+class Job:
+    """What the records of one actor execution share."""
+
+    job_class: str
+    message_id: str
+    run_id: int | None
+    item_kind: str | None = None
+    item_id: int | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+_current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("job", default=None)
+
+
+def current_job() -> Job | None:
+    """The job whose actor is running in this thread, if any."""
+    return _current_job.get()
+
+
+def job_from_message(message: dramatiq.Message[Any]) -> Job:
+    """The job described by a message of one of the importer's actors."""
+    kwargs = dict(message.kwargs)
+    args = list(message.args)
+    run_id = kwargs.get("run_id", args[0] if args else None)
+
+    item_kind = item_id = None
+    if message.actor_name == "import_series":
+        item_kind, item_id = "series", kwargs.get("series_id", args[1] if len(args) > 1 else None)
+    elif message.actor_name == "import_episodes":
+        item_kind, item_id = "show", kwargs.get("series_id", args[1] if len(args) > 1 else None)
+
+    return Job(
+        job_class=f"{ACTOR_MODULE}.{message.actor_name}",
+        message_id=message.message_id,
+        run_id=run_id if isinstance(run_id, int) else None,
+        item_kind=item_kind,
+        item_id=item_id if isinstance(item_id, int) else None,
+    )
+
+
+class JobLogMiddleware(Middleware):
+    """Ties log records to the running job and logs how each execution ended."""
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        # NOTE: a worker process is where its logging gets configured;
+        # importing the actors module configures nothing.
+        configure_logging()
+        install_job_log_handler()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        flush_job_logs()
+
+    def before_process_message(self, broker: dramatiq.Broker,
+                               message: dramatiq.Message[Any]) -> None:
+        _current_job.set(job_from_message(message))
+
+    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *,
+                              result: Any = None, exception: BaseException | None = None) -> None:
+        job = _current_job.get()
+        if job is None:
+            return
+
+        duration_ms = (time.perf_counter() - job.started) * 1000
+        if exception is None:
+            logger.info("Job %s succeeded.", job.job_class, extra={
+                "status": "success", "duration_ms": round(duration_ms, 1)})
+        else:
+            logger.warning("Job %s failed: %s", job.job_class, exception, extra={
+                "status": "failed", "duration_ms": round(duration_ms, 1),
+                "error": type(exception).__name__})
+        _current_job.set(None)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+        _current_job.set(None)
+
+
+class JobLogHandler(logging.Handler):
+    """Writes the records of running jobs to ``job_logs``, in bulk."""
+
+    def __init__(self, engine: Engine, *, flush_interval: float = 0.25,
+                 max_batch: int = 500) -> None:
+        super().__init__(logging.INFO)
+        self.engine = engine
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.addFilter(RedactingFilter())
+        self._writer = threading.Thread(target=self._write_forever, name="job-logs", daemon=True)
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        job = current_job()
+        fields = structured_fields(record)
+        run_id = fields.pop("run_id", None) or (job.run_id if job else None)
+        if job is None and run_id is None:
+            return
+
+        try:
+            self.queue.put(self._row(record, job, run_id, fields))
+        except Exception:  # noqa: BLE001 -- logging must never fail a job
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Block until every queued record is written (or given up on)."""
+        self.queue.join()
+
+    def _row(self, record: logging.LogRecord, job: Job | None, run_id: Any,
+             fields: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "created_at": datetime.fromtimestamp(record.created, timezone.utc),
+            "level": record.levelname,
+            "job_class": job.job_class if job else fields.pop("job_class", None),
+            "message_id": job.message_id if job else None,
+            "run_id": run_id if isinstance(run_id, int) else None,
+            "status": fields.pop("status", None),
+            "duration_ms": fields.pop("duration_ms", None),
+            "item_kind": job.item_kind if job else None,
+            "item_id": job.item_id if job else None,
+            "message": record.getMessage(),
+            "context": to_json(fields),
+        }
+
+    def _write_forever(self) -> None:
+        while True:
+            rows = [self.queue.get()]
+            deadline = time.monotonic() + self.flush_interval
+            while len(rows) < self.max_batch:
+                try:
+                    rows.append(self.queue.get(timeout=max(deadline - time.monotonic(), 0)))
+                except queue.Empty:
+                    break
+            self._write(rows)
+            for _ in rows:
+                self.queue.task_done()
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(job_logs.insert(), rows)
+                return
+            except Exception:  # noqa: BLE001 -- e.g. the database is down
+                time.sleep(0.5 * (attempt + 1))
+
+        # NOTE: never drop a record silently: stderr still has it.
+        for row in rows:
+            print(json.dumps({"job_logs_unwritten": to_json(row)}, default=str),
+                  file=sys.stderr)
+
+
+def to_json(value: Any) -> Any:
+    """``value`` as JSON-compatible data; what JSON cannot hold becomes text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_json(v) for v in value]
+    return str(value)
+
+
+_handler: JobLogHandler | None = None
+_handler_lock = threading.Lock()
+
+
+def install_job_log_handler(engine: Engine | None = None) -> JobLogHandler:
+    """Attach the ``job_logs`` handler to the importer's loggers, once."""
+    global _handler
+
+    from .database import get_engine
+
+    with _handler_lock:
+        if _handler is None:
+            _handler = JobLogHandler(engine or get_engine())
+            logging.getLogger("importer").addHandler(_handler)
+            if logging.getLogger("importer").level == logging.NOTSET:
+                logging.getLogger("importer").setLevel(logging.INFO)
+        elif engine is not None:
+            _handler.flush()
+            _handler.engine = engine
+    return _handler
+
+
+def flush_job_logs() -> None:
+    """Write every pending ``job_logs`` record now."""
+    if _handler is not None:
+        _handler.flush()

@@ -1,0 +1,116 @@
+"""Settings, read from ``IMPORTER_*`` environment variables.
+
+Every setting is validated when it is read, so a bad value stops a
+command before anything is enqueued or written.
+"""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+#: RabbitMQ requeues a delivery left unacked longer than its
+#: ``consumer_timeout`` (30 minutes by default).  Dramatiq keeps delayed
+#: messages unacked in the worker until they are due, so every delay and
+#: backoff stays well below that.
+MAX_DELAY_SECONDS = 15 * 60
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+BROKER_SCHEMES = ("amqp", "amqps")
+
+
+class Settings(BaseSettings):
+    """The importer's configuration; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(env_prefix="IMPORTER_", extra="ignore")
+
+    database_url: str = "sqlite:///importer.db"
+    broker_url: str | None = None
+    api_url: str = "https://api.tvmaze.com"
+
+    #: The API allowance shared by every worker: ``api_calls`` per ``api_period``.
+    api_calls: int = Field(default=20, ge=1, le=100_000)
+    api_period: float = Field(default=10.0, gt=0, le=3600)
+
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    read_timeout: float = Field(default=15.0, gt=0, le=60)
+
+    #: Threads of the in-process worker used when no broker is configured.
+    worker_threads: int = Field(default=8, ge=1, le=64)
+
+    #: Transient failures of one row before it is recorded as failed for the run.
+    max_item_retries: int = Field(default=3, ge=0, le=10)
+
+    #: Failed runs after which a row is parked until ``retry-failed``.
+    park_after_runs: int = Field(default=3, ge=1, le=100)
+
+    #: Days before a run re-checks a row that answered 404.
+    not_found_recheck_days: float = Field(default=7.0, ge=0, le=3650)
+
+    #: Cron specs of the daily schedule (``periodiq importer.actors``).
+    series_schedule: str = "0 3 * * *"
+    episodes_schedule: str = "30 3 * * *"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in DATABASE_SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; use one of {', '.join(DATABASE_SCHEMES)}")
+        if scheme == "postgresql":
+            # NOTE: psycopg 3 is the driver this package installs.
+            return "postgresql+psycopg" + value[len("postgresql"):]
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in BROKER_SCHEMES or not parts.hostname:
+            raise ValueError("expected amqp://user:password@host:port/vhost")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def api_interval(self) -> float:
+        """Seconds between two calls when the allowance is spent evenly."""
+        return self.api_period / self.api_calls
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning a validation error into one clear line."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "IMPORTER_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigurationError(f"{name}: {first['msg']}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return load_settings()
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced, safe to log or print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

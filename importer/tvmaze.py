@@ -1,0 +1,107 @@
+"""A small TVmaze API client: the calls the importer needs, and their outcomes.
+
+Every call waits for a slot of the shared :class:`~importer.budget.ApiBudget`,
+has explicit connect and read timeouts (shorter than the actors' time
+limits, which cannot interrupt a blocked socket read), and turns each
+kind of failure into one :class:`~importer.errors.ApiError` subclass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from . import metrics
+from .budget import ApiBudget
+from .errors import InvalidPayloadError, NotFoundError, RateLimitedError, TransientApiError
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "importer (TVmaze data importer)"
+
+
+class TvmazeClient:
+    """Fetches shows and episode lists from a TVmaze-compatible API."""
+
+    def __init__(self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 15.0,
+                 budget: ApiBudget | None = None) -> None:
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
+        self.http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+        self.budget = budget
+
+    def show(self, tvmaze_id: int, *, embed_episodes: bool = False) -> Any:
+        """``GET /shows/:id``, with the regular episodes embedded if asked."""
+        params = {"embed": "episodes"} if embed_episodes else {}
+        return self.get(f"/shows/{tvmaze_id}", params)
+
+    def episodes(self, tvmaze_id: int) -> Any:
+        """``GET /shows/:id/episodes?specials=1``: every episode, specials included."""
+        return self.get(f"/shows/{tvmaze_id}/episodes", {"specials": "1"})
+
+    def get(self, path: str, params: dict[str, str]) -> Any:
+        """One budgeted GET, returning the decoded JSON body."""
+        if self.budget is not None:
+            self.budget.acquire()
+
+        started = time.perf_counter()
+        try:
+            response = self.http.get(path, params=params)
+        except httpx.TimeoutException as error:
+            metrics.api_call(path, "timeout", time.perf_counter() - started)
+            raise TransientApiError(f"timeout: {type(error).__name__}") from None
+        except httpx.TransportError as error:
+            metrics.api_call(path, "error", time.perf_counter() - started)
+            raise TransientApiError(f"connection error: {type(error).__name__}") from None
+
+        metrics.api_call(path, str(response.status_code), time.perf_counter() - started)
+        return self._decode(response)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _decode(self, response: httpx.Response) -> Any:
+        status = response.status_code
+        if status == 404:
+            raise NotFoundError(f"HTTP 404 for {response.request.url.path}")
+        if status == 429:
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            if self.budget is not None:
+                self.budget.defer(retry_after or DEFAULT_RATE_LIMIT_WAIT)
+            raise RateLimitedError(retry_after)
+        if status >= 500:
+            raise TransientApiError(f"HTTP {status}")
+        if status != 200:
+            raise InvalidPayloadError(f"unexpected HTTP {status}")
+
+        try:
+            return response.json()
+        except ValueError:
+            snippet = response.text[:60].replace("\n", " ")
+            raise InvalidPayloadError(f"body is not JSON: {snippet!r}") from None
+
+
+#: Seconds to wait after a 429 that names no Retry-After (TVmaze names none).
+DEFAULT_RATE_LIMIT_WAIT = 5.0
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta or HTTP date), if usable."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None

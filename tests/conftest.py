@@ -1,0 +1,154 @@
+"""Fixtures: a local TVmaze-compatible API, databases, and workers.
+
+Tests marked ``rabbitmq`` or ``postgres`` need those services; they skip
+when the service is not reachable, except under ``CI=true``, where a
+missing service is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from importer.database import get_engine
+from importer.items import reset_client
+from importer.settings import get_settings
+from importer.tvmaze_server import GeneratedCatalogue, RecordedCatalogue, TvmazeServer
+
+DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tvmaze").resolve()
+POSTGRES_URL = os.environ.get("IMPORTER_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432")
+RABBITMQ_URL = os.environ.get("IMPORTER_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/%2F")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (locally) or fail (in CI) when a service is not listening."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        if IN_CI:
+            pytest.fail(f"{name} is not reachable on {host}:{port}, and CI needs it")
+        pytest.skip(f"{name} is not reachable on {host}:{port}")
+
+
+@pytest.fixture(scope="session")
+def recorded() -> RecordedCatalogue:
+    if not DATA.is_dir():
+        pytest.skip(f"recorded TVmaze data not found at {DATA}")
+    return RecordedCatalogue(DATA)
+
+
+@pytest.fixture
+def api(recorded: RecordedCatalogue) -> Iterator[TvmazeServer]:
+    """A local API serving the recorded TVmaze responses."""
+    with TvmazeServer(recorded) as server:
+        yield server
+
+
+@pytest.fixture
+def generated_api() -> Iterator[TvmazeServer]:
+    with TvmazeServer(GeneratedCatalogue(40, episodes_per_show=5)) as server:
+        yield server
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, **settings: Any) -> None:
+    """Set IMPORTER_* variables for this test and forget cached settings."""
+    for name, value in settings.items():
+        variable = f"IMPORTER_{name.upper()}"
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, str(value))
+    get_settings.cache_clear()
+    reset_client()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for variable in [v for v in os.environ if v.startswith("IMPORTER_") and "_TEST_" not in v]:
+        monkeypatch.delenv(variable)
+    configure(monkeypatch, broker_url=None)
+    yield
+    get_settings.cache_clear()
+    reset_client()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'importer.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    name = f"importer_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield f"{postgres_server}/{name}"
+
+    get_engine().dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """Each test using it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_url
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def database(monkeypatch: pytest.MonkeyPatch, database_url: str, api: TvmazeServer) -> Engine:
+    """The migrated database of this test, with the API pointing at ``api``."""
+    from importer.joblog import install_job_log_handler
+    from importer.migrate import upgrade
+
+    configure(monkeypatch, database_url=database_url, api_url=api.url, api_calls=1000,
+              api_period=1, read_timeout=2, connect_timeout=2)
+    engine = get_engine()
+    upgrade(engine)
+    install_job_log_handler(engine)
+    return engine
+
+
+@pytest.fixture
+def worker(database: Engine) -> Iterator[Any]:
+    """An in-process worker on the stub broker, as embedded mode runs it."""
+    from dramatiq import Worker
+
+    from importer.actors import broker
+
+    broker.flush_all()
+    worker = Worker(broker, worker_threads=4, worker_timeout=50)
+    worker.start()
+    yield worker
+    worker.stop()
+    broker.flush_all()
+
+
+def run_to_end(kind: str, batch_size: int | None = None, delay: float = 0.0,
+               timeout: float = 60.0) -> Any:
+    """Start a run and wait for its completion record; return the run."""
+    from importer.control import start_run, wait_for_run
+    from importer.joblog import flush_job_logs
+
+    run = wait_for_run(start_run(kind, batch_size, delay), poll=0.05, timeout=timeout)
+    flush_job_logs()
+    return run
