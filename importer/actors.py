@@ -122,8 +122,8 @@ DISPATCHER = _Dispatcher()
 
 
 def _scheduled(kind: Kind) -> None:
-    from .runs import DEFAULT_BATCH_SIZE, DEFAULT_DELAY_SECONDS
     from .control import start_run
+    from .runs import DEFAULT_BATCH_SIZE, DEFAULT_DELAY_SECONDS
 
     try:
         run_id = start_run(kind, DEFAULT_BATCH_SIZE[kind], DEFAULT_DELAY_SECONDS)

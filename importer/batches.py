@@ -109,7 +109,8 @@ def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher) -> b
     kind: Kind = run["kind"]
     remaining_before = max(run["total"] - run["selected"], 0)
     logger.info("Batch %d of %s run %d started.", run["step"], kind, run["id"], extra={
-        "event": "batch_started", "run_id": run["id"], "step": run["step"], "batch_size": run["batch_size"],
+        "event": "batch_started", "run_id": run["id"], "step": run["step"],
+        "batch_size": run["batch_size"],
         "delay_seconds": run["delay_seconds"]})
 
     selection = select_next(connection, kind, run)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, ColumnElement, Table, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .schema import FAILED, IMPORTED, INVALID, NOT_FOUND, PARKED, episodes, series, utcnow

@@ -154,7 +154,8 @@ def read_ids(source: TextIO | None) -> list[int]:
         if not text:
             continue
         if not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
-            raise ConfigurationError(f"{source.name}, line {number}: {text[:40]!r} is not a TVmaze id")
+            raise ConfigurationError(
+                f"{source.name}, line {number}: {text[:40]!r} is not a TVmaze id")
         ids.append(int(text))
     return ids
 
@@ -163,11 +164,12 @@ def _run_command(kind: Kind) -> click.Command:
     @click.command(kind, help=f"Import every {kind} row that misses data, batch by batch.")
     @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE),
                   default=DEFAULT_BATCH_SIZE[kind], show_default=True,
-                  help=f"Rows per batch ({'episodes of whole shows' if kind == 'episodes' else 'series'}).")
+                  help="Rows per batch (episodes come in whole shows).")
     @click.option("--delay", type=click.FloatRange(0, MAX_DELAY_SECONDS), default=10.0,
                   show_default=True, help="Seconds between two batches.")
     @click.option("--wait", is_flag=True, help="With a broker: follow the run until it ends.")
-    @click.option("--takeover", is_flag=True, help="Abandon an active run of this kind and start anew.")
+    @click.option("--takeover", is_flag=True,
+                  help="Abandon an active run of this kind and start anew.")
     def command(batch_size: int, delay: float, wait: bool, takeover: bool) -> None:
         run_import(kind, batch_size, delay, wait=wait, takeover=takeover)
 
@@ -220,7 +222,7 @@ def status(as_json: bool) -> None:
                    f"{data['failed']} failed ({_reasons(data['failed_by_reason'])})")
         run = data["active_run"]
         if run:
-            click.echo(f"  active run {run['id']}: {run['selected']}/{run['total']} rows selected, "
+            click.echo(f"  active run {run['id']}: {run['selected']}/{run['total']} selected, "
                        f"{run['batches']} batches, started {run['started_at']}")
 
 

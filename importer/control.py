@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import dramatiq
+import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from sqlalchemy import RowMapping, update
 
@@ -22,6 +23,9 @@ from .schema import import_runs
 from .settings import get_settings, redact_url
 
 logger = logging.getLogger(__name__)
+
+#: Seconds to wait for RabbitMQ before telling the user it is unreachable.
+BROKER_CHECK_TIMEOUT = 5.0
 
 ProgressCallback = Callable[[RowMapping], None]
 
@@ -43,7 +47,7 @@ def start_run(kind: str, batch_size: int | None = None, delay: float | None = No
     run_id = create_run(checked_kind, size, seconds, takeover=takeover)
     try:
         BATCH_ACTORS[checked_kind].send(run_id, 0)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 -- any failure to enqueue
         abandon_run(run_id)
         raise UnavailableError(f"could not enqueue the first batch: {error}") from None
 
@@ -55,14 +59,19 @@ def start_run(kind: str, batch_size: int | None = None, delay: float | None = No
 
 def check_broker(broker: dramatiq.Broker) -> None:
     """Fail with one clear error when RabbitMQ cannot be reached."""
-    if not isinstance(broker, RabbitmqBroker):
+    url = get_settings().broker_url
+    if not isinstance(broker, RabbitmqBroker) or url is None:
         return
+
+    parameters = pika.URLParameters(url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = BROKER_CHECK_TIMEOUT
+    parameters.stack_timeout = BROKER_CHECK_TIMEOUT
     try:
-        _ = broker.channel
+        pika.BlockingConnection(parameters).close()
     except Exception as error:  # noqa: BLE001 -- pika raises many kinds
-        url = redact_url(get_settings().broker_url or "")
         raise UnavailableError(
-            f"cannot reach the broker at {url}: {type(error).__name__}") from None
+            f"cannot reach the broker at {redact_url(url)}: {type(error).__name__}") from None
 
 
 def wait_for_run(run_id: int, *, poll: float = 0.5, timeout: float | None = None,

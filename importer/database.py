@@ -17,6 +17,9 @@ from .settings import get_settings, redact_url
 
 logger = logging.getLogger(__name__)
 
+#: How long opening a PostgreSQL connection may take.
+CONNECT_TIMEOUT_SECONDS = 5
+
 #: How long a SQLite writer waits for another one before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -25,7 +28,8 @@ def create_database_engine(url: str) -> Engine:
     """Build an engine for ``url``, tuned for many worker threads."""
     if url.startswith("sqlite"):
         return _create_sqlite_engine(url)
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
 
 
 def _create_sqlite_engine(url: str) -> Engine:

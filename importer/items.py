@@ -17,7 +17,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import Connection, Table, and_, bindparam, case, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, case, or_, select, update
 
 from .budget import ApiBudget
 from .catalogue import insert_ignoring_duplicates
@@ -142,7 +142,8 @@ def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[i
     known = {r["tvmaze_id"]: r["id"] for r in rows}
     filled = [(known[t], data) for t, data in parsed.items() if t in known]
     bad = {known[t]: reason for t, reason in invalid.items() if t in known}
-    gone = [r["id"] for r in rows if r["tvmaze_id"] not in parsed and r["tvmaze_id"] not in invalid]
+    gone = [r["id"] for r in rows
+            if r["tvmaze_id"] not in parsed and r["tvmaze_id"] not in invalid]
 
     with transaction() as connection:
         imported = _store(connection, episodes, filled)
@@ -199,7 +200,7 @@ def _store(connection: Connection, table: Table, rows: list[tuple[int, Row]]) ->
     params = [{"row_id": row_id, **data, "data_last_updated_at": now, "outcome": IMPORTED,
                "attempts": 0, "failed_runs": 0, "last_error": None, "checked_at": now}
               for row_id, data in rows if row_id in open_ids]
-    columns = {key: bindparam(key) for key in params[0] if key != "row_id"}
+    columns: dict[str, Any] = {key: bindparam(key) for key in params[0] if key != "row_id"}
     connection.execute(update(table).where(table.c.id == bindparam("row_id")).values(columns),
                        params)
     return len(params)

@@ -18,10 +18,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 from sqlalchemy import Engine
 
@@ -54,7 +55,7 @@ def current_job() -> Job | None:
     return _current_job.get()
 
 
-def job_from_message(message: dramatiq.Message[Any]) -> Job:
+def job_from_message(message: MessageProxy | dramatiq.Message[Any]) -> Job:
     """The job described by a message of one of the importer's actors."""
     kwargs = dict(message.kwargs)
     args = list(message.args)
@@ -88,10 +89,10 @@ class JobLogMiddleware(Middleware):
         flush_job_logs()
 
     def before_process_message(self, broker: dramatiq.Broker,
-                               message: dramatiq.Message[Any]) -> None:
+                               message: MessageProxy) -> None:
         _current_job.set(job_from_message(message))
 
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *,
+    def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
         job = _current_job.get()
         if job is None:
@@ -107,7 +108,7 @@ class JobLogMiddleware(Middleware):
                 "error": type(exception).__name__})
         _current_job.set(None)
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _current_job.set(None)
 
 
@@ -144,7 +145,7 @@ class JobLogHandler(logging.Handler):
     def _row(self, record: logging.LogRecord, job: Job | None, run_id: Any,
              fields: dict[str, Any]) -> dict[str, Any]:
         return {
-            "created_at": datetime.fromtimestamp(record.created, timezone.utc),
+            "created_at": datetime.fromtimestamp(record.created, UTC),
             "level": record.levelname,
             "job_class": job.job_class if job else fields.pop("job_class", None),
             "message_id": job.message_id if job else None,

@@ -45,7 +45,8 @@ ITEM_TIME_LIMIT = 60
 BATCH_MAX_BACKOFF = 300
 
 
-def check_options(kind: str, batch_size: int | None, delay: float | None) -> tuple[Kind, int, float]:
+def check_options(kind: str, batch_size: int | None,
+                  delay: float | None) -> tuple[Kind, int, float]:
     """Validate a run's options, filling in the defaults of its kind."""
     if kind not in KINDS:
         raise ConfigurationError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -138,7 +139,9 @@ def _insert_run(connection: Connection, kind: Kind, batch_size: int, delay: floa
         "kind": kind, "batch_size": batch_size, "delay_seconds": delay, "status": RUNNING,
         "step": 0, "total": total, "started_at": now, "heartbeat_at": now,
     }
-    run_id = connection.execute(import_runs.insert().values(values)).inserted_primary_key[0]
+    inserted = connection.execute(import_runs.insert().values(values)).inserted_primary_key
+    assert inserted is not None
+    run_id = int(inserted[0])
     logger.info("Run %d (%s) created: %d rows need data, %d per batch, %.1f s apart.",
                 run_id, kind, total, batch_size, delay,
                 extra={"run_id": run_id, "kind": kind, "total": total, "batch_size": batch_size,
@@ -160,7 +163,7 @@ def abandon_run(run_id: int, engine: Engine | None = None) -> None:
 
 
 def is_finished(run: RowMapping) -> bool:
-    return run["status"] != RUNNING
+    return bool(run["status"] != RUNNING)
 
 
 def items_done(run: RowMapping) -> int:

@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         scheme = urlsplit(value).scheme
         if scheme not in DATABASE_SCHEMES:
-            raise ValueError(f"unknown scheme {scheme!r}; use one of {', '.join(DATABASE_SCHEMES)}")
+            known = ", ".join(DATABASE_SCHEMES)
+            raise ValueError(f"unknown scheme {scheme!r}; use one of {known}")
         if scheme == "postgresql":
             # NOTE: psycopg 3 is the driver this package installs.
             return "postgresql+psycopg" + value[len("postgresql"):]

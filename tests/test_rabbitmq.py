@@ -48,7 +48,7 @@ def env(rabbitmq: str, postgres_url: str, api: TvmazeServer) -> dict[str, str]:
 @pytest.fixture
 def engine(env: dict[str, str]) -> Iterator[Engine]:
     assert run_cli(["init-db"], env).returncode == 0
-    engine = create_engine(env["IMPORTER_DATABASE_URL"].replace("postgresql:", "postgresql+psycopg:"))
+    engine = create_engine(env["IMPORTER_DATABASE_URL"])
     yield engine
     engine.dispose()
 

@@ -1,0 +1,153 @@
+"""The command line as users meet it: exit codes, one-line errors, embedded runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from importer.cli import (
+    EXIT_CONFIG,
+    EXIT_NO_SCHEMA,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
+from importer.schema import import_runs, series
+from importer.tvmaze_server import TvmazeServer
+
+from .services import run_cli
+
+
+@pytest.fixture
+def env(tmp_path: Path, api: TvmazeServer) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IMPORTER_")}
+    return clean | {
+        "IMPORTER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "IMPORTER_API_URL": api.url,
+        "IMPORTER_API_CALLS": "500",
+        "IMPORTER_API_PERIOD": "1",
+    }
+
+
+@pytest.fixture
+def ready(env: dict[str, str]) -> dict[str, str]:
+    """An environment whose database has the schema."""
+    assert run_cli(["init-db"], env).returncode == EXIT_OK
+    return env
+
+
+def assert_one_line_error(result: object, code: int, text: str) -> None:
+    assert result.returncode == code, result.stderr  # type: ignore[attr-defined]
+    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1, result.stderr  # type: ignore[attr-defined]
+    assert lines[0].startswith("importer: error: ")
+    assert text in lines[0]
+    assert "Traceback" not in result.stderr  # type: ignore[attr-defined]
+
+
+def count_rows(env: dict[str, str], table: object) -> int:
+    engine = create_engine(env["IMPORTER_DATABASE_URL"])
+    with engine.connect() as connection:
+        count = connection.execute(select(func.count()).select_from(table)).scalar_one()  # type: ignore[arg-type]
+    engine.dispose()
+    return int(count)
+
+
+def test_series_and_episodes_run_embedded_on_sqlite_from_the_cli(ready: dict[str, str]) -> None:
+    assert run_cli(["add-series", "1", "82", "169"], ready).returncode == EXIT_OK
+
+    series_run = run_cli(["series", "--delay", "0.1"], ready)
+    episodes_run = run_cli(["episodes", "--batch-size", "50", "--delay", "0.1"], ready)
+
+    assert series_run.returncode == EXIT_OK, series_run.stderr
+    assert "run 1 (series) completed: 1 batches, 3 rows, 3 imported" in series_run.stdout
+    assert episodes_run.returncode == EXIT_OK, episodes_run.stderr
+    status = json.loads(run_cli(["status", "--json"], ready).stdout)
+    assert (status["series"]["missing"], status["series"]["imported"]) == (0, 3)
+    assert status["series"]["failed"] == 0
+    assert status["episodes"]["imported"] == 73 + 62
+    assert status["episodes"]["missing"] == 0
+
+
+def test_add_series_reads_ids_from_stdin_and_counts_the_new_ones(ready: dict[str, str]) -> None:
+    ids = "1\n# comment\n\n2\n5\n"
+
+    result = run_cli(["add-series", "--from-file", "-", "5"], ready, stdin=ids)
+
+    assert result.returncode == EXIT_OK
+    assert "registered 3 new series" in result.stdout
+    assert count_rows(ready, series) == 3
+
+
+@pytest.mark.parametrize("args, text", [
+    (["series", "--batch-size", "0"], "--batch-size"),
+    (["series", "--batch-size", "-5"], "--batch-size"),
+    (["series", "--batch-size", "ten"], "--batch-size"),
+    (["series", "--batch-size", "99999999999"], "--batch-size"),
+    (["episodes", "--delay", "-1"], "--delay"),
+    (["episodes", "--delay", "86400"], "--delay"),
+    (["episodes", "--delay", "soon"], "--delay"),
+    (["add-series", "abc"], "abc"),
+    (["add-series"], "at least one"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_arguments_get_one_line_and_the_usage_exit_code(
+        ready: dict[str, str], args: list[str], text: str) -> None:
+    assert_one_line_error(run_cli(args, ready), EXIT_USAGE, text)
+    assert count_rows(ready, import_runs) == 0
+
+
+def test_a_bad_id_in_a_file_names_the_line_and_registers_nothing(ready: dict[str, str]) -> None:
+    result = run_cli(["add-series", "--from-file", "-"], ready, stdin="1\n2\nx3\n")
+
+    assert_one_line_error(result, EXIT_CONFIG, "line 3")
+    assert count_rows(ready, series) == 0
+
+
+@pytest.mark.parametrize("variable, value, text", [
+    ("IMPORTER_DATABASE_URL", "mysql://db/x", "IMPORTER_DATABASE_URL"),
+    ("IMPORTER_BROKER_URL", "redis://localhost", "IMPORTER_BROKER_URL"),
+    ("IMPORTER_API_URL", "ftp://api", "IMPORTER_API_URL"),
+    ("IMPORTER_API_CALLS", "0", "IMPORTER_API_CALLS"),
+    ("IMPORTER_WORKER_THREADS", "many", "IMPORTER_WORKER_THREADS"),
+])
+def test_a_bad_setting_gets_one_line_naming_it(ready: dict[str, str], variable: str, value: str,
+                                                text: str) -> None:
+    result = run_cli(["status"], ready | {variable: value})
+
+    assert_one_line_error(result, EXIT_CONFIG, text)
+
+
+def test_a_database_without_the_schema_says_to_run_init_db(env: dict[str, str]) -> None:
+    assert_one_line_error(run_cli(["series"], env), EXIT_NO_SCHEMA, "init-db")
+
+
+def test_an_unreachable_database_is_reported_without_its_password(env: dict[str, str]) -> None:
+    url = "postgresql://importer:s3cret@127.0.0.1:1/catalogue"
+
+    result = run_cli(["status"], env | {"IMPORTER_DATABASE_URL": url})
+
+    assert_one_line_error(result, EXIT_UNAVAILABLE, "cannot reach the database")
+    assert "s3cret" not in result.stderr
+
+
+def test_an_unreachable_broker_enqueues_nothing_and_keeps_its_password(
+        ready: dict[str, str]) -> None:
+    broker = {"IMPORTER_BROKER_URL": "amqp://guest:hunter2@127.0.0.1:1/%2F"}
+
+    result = run_cli(["series"], ready | broker)
+
+    assert_one_line_error(result, EXIT_UNAVAILABLE, "cannot reach the broker")
+    assert "hunter2" not in result.stderr
+    assert count_rows(ready, import_runs) == 0
+
+
+def test_every_command_has_help(ready: dict[str, str]) -> None:
+    for command in ("init-db", "add-series", "add-episodes", "series", "episodes", "status",
+                    "retry-failed", "serve-api", "demo"):
+        result = run_cli([command, "--help"], ready)
+        assert result.returncode == EXIT_OK and "Usage:" in result.stdout
