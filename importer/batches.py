@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, RowMapping, Table, select, tuple_, update
 
+from . import metrics
 from .catalogue import Kind, needs_data, recheck_before, table_for
 from .database import transaction
 from .runs import COMPLETED, RUNNING, items_done, lock_run
@@ -124,6 +125,7 @@ def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher) -> b
     _record_batch(connection, run, selection, dispatched)
 
     remaining = max(remaining_before - processing, 0) if selection.continues else 0
+    metrics.remaining(kind, remaining)
     logger.info(
         "Batch %d of %s run %d dispatched %d items for %d rows; %d remain%s.",
         run["step"], kind, run["id"], dispatched, processing, remaining,

@@ -21,6 +21,7 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+from dramatiq.middleware.prometheus import Prometheus
 from periodiq import PeriodiqMiddleware
 
 from .joblog import JobLogMiddleware
@@ -33,8 +34,9 @@ logger = logging.getLogger(__name__)
 RABBITMQ_CONSUMER_TIMEOUT_MS = 30 * 60 * 1000
 
 
-def build_middleware() -> list[Middleware]:
+def build_middleware(settings: Settings) -> list[Middleware]:
     """Dramatiq's standard middleware plus the importer's own."""
+    metrics: list[Middleware] = [Prometheus()] if settings.metrics else []
     return [
         AgeLimit(),
         TimeLimit(),
@@ -46,13 +48,15 @@ def build_middleware() -> list[Middleware]:
         Retries(max_retries=5, min_backoff=2_000, max_backoff=300_000),
         CurrentMessage(),
         PeriodiqMiddleware(skip_delay=300),
+        # NOTE: after Prometheus, which sets up multiprocess metrics at boot.
+        *metrics,
         JobLogMiddleware(),
     ]
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
     """A RabbitMQ broker for ``settings.broker_url``, else an in-process one."""
-    middleware = build_middleware()
+    middleware = build_middleware(settings)
     if settings.broker_url is None:
         return StubBroker(middleware=middleware)
 

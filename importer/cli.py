@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import click
 
 from . import __version__
-from .catalogue import KINDS, Kind, add_episodes, add_series, counts, retry_parked
+from .catalogue import KINDS, Kind, add_episodes, add_series, retry_parked
 from .database import check_schema, get_engine
 from .errors import (
     ConfigurationError,
@@ -26,7 +27,7 @@ from .errors import (
     UnavailableError,
 )
 from .logs import configure_logging
-from .runs import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, active_run, recent_runs
+from .runs import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, active_run
 from .settings import MAX_DELAY_SECONDS, get_settings
 
 logger = logging.getLogger(__name__)
@@ -170,10 +171,30 @@ def _run_command(kind: Kind) -> click.Command:
     @click.option("--wait", is_flag=True, help="With a broker: follow the run until it ends.")
     @click.option("--takeover", is_flag=True,
                   help="Abandon an active run of this kind and start anew.")
-    def command(batch_size: int, delay: float, wait: bool, takeover: bool) -> None:
+    @click.option("--dry-run", is_flag=True,
+                  help="Count what would be imported and the API calls it takes; change nothing.")
+    def command(batch_size: int, delay: float, wait: bool, takeover: bool,
+                dry_run: bool) -> None:
+        if dry_run:
+            show_dry_run(kind, batch_size, delay)
+            return
         run_import(kind, batch_size, delay, wait=wait, takeover=takeover)
 
     return command
+
+
+def show_dry_run(kind: Kind, batch_size: int, delay: float) -> None:
+    from .status import dry_run
+
+    check_schema()
+    settings = get_settings()
+    with get_engine().connect() as connection:
+        plan = dry_run(connection, kind, settings.not_found_recheck_days)
+    seconds = plan["api_calls"] * settings.api_interval
+    batches = -(-plan["rows"] // batch_size)
+    click.echo(f"{kind}: {plan['rows']} rows need data; {plan['api_calls']} API calls, "
+               f"at least {seconds:.0f} s at {settings.api_calls} calls per "
+               f"{settings.api_period:g} s; about {batches} batches {delay:g} s apart")
 
 
 def run_import(kind: Kind, batch_size: int, delay: float, *, wait: bool, takeover: bool) -> None:
@@ -210,45 +231,105 @@ for _kind in KINDS:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(as_json: bool) -> None:
-    """Rows missing, imported and failed per kind, and the active run."""
+@click.option("--follow", is_flag=True, help="Follow the active runs until they end.")
+def status(as_json: bool, follow: bool) -> None:
+    """Rows missing, imported and failed per kind; active and recent runs; queues."""
+    from rich.console import Console
+
+    from .status import render
+
     check_schema()
+    if follow:
+        follow_active_runs()
+        return
+
     report = status_report()
     if as_json:
         click.echo(json.dumps(report, default=str))
-        return
-    for kind, data in report.items():
-        click.echo(f"{kind}: {data['missing']} missing, {data['imported']} imported, "
-                   f"{data['failed']} failed ({_reasons(data['failed_by_reason'])})")
-        run = data["active_run"]
-        if run:
-            click.echo(f"  active run {run['id']}: {run['selected']}/{run['total']} selected, "
-                       f"{run['batches']} batches, started {run['started_at']}")
-
-
-def _reasons(reasons: dict[str, int]) -> str:
-    return ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in reasons.items())
+    else:
+        render(report, Console())
 
 
 def status_report() -> dict[str, Any]:
-    """Per kind: row counts and the active and recent runs."""
-    report: dict[str, Any] = {}
+    """The status of the catalogue and its runs, with queue depths on RabbitMQ."""
+    from .status import queue_depths
+    from .status import status_report as report_of
+
+    settings = get_settings()
     with get_engine().connect() as connection:
-        for kind in KINDS:
-            row_counts = counts(connection, kind)
-            active = active_run(connection, kind)
-            report[kind] = {
-                "missing": row_counts["missing"],
-                "imported": row_counts["imported"],
-                "failed": row_counts["failed_total"],
-                "failed_by_reason": {k: row_counts[k] for k in
-                                     ("not_found", "invalid", "failed", "parked")},
-                "parked": row_counts["parked"],
-                "total": row_counts["total"],
-                "active_run": dict(active) if active else None,
-                "recent_runs": [dict(r) for r in recent_runs(connection, kind)],
-            }
+        report = report_of(connection, settings)
+    if settings.broker_url:
+        try:
+            report["queues"] = queue_depths(settings.broker_url)
+        except Exception as error:  # noqa: BLE001 -- the status is still worth showing
+            logger.warning("Queue depths unavailable: %s", type(error).__name__)
+            report["queues"] = None
     return report
+
+
+def follow_active_runs() -> None:
+    from .control import wait_for_run
+    from .progress import RunProgress
+
+    with get_engine().connect() as connection:
+        runs = [run for kind in KINDS if (run := active_run(connection, kind))]
+    if not runs:
+        click.echo("no active run")
+    for run in runs:
+        print_run(wait_for_run(run["id"], on_progress=RunProgress()))
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(KINDS), help="Only records of this kind's actors.")
+@click.option("--run", "run_id", type=click.IntRange(1), help="Only records of this run.")
+@click.option("--status", "job_status", type=click.Choice(["success", "failed"]),
+              help="Only execution records with this status.")
+@click.option("--level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                                           case_sensitive=False), help="This level and above.")
+@click.option("--since", "since_age", help="Only records younger than this age (90d, 12h, 30m).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--follow", is_flag=True, help="Keep printing new records.")
+def logs(kind: Kind | None, run_id: int | None, job_status: str | None, level: str | None,
+         since_age: str | None, limit: int, as_json: bool, follow: bool) -> None:
+    """The job_logs records, newest first (oldest first with --follow)."""
+    from .logbook import as_dict, format_record, parse_age, query_logs
+    from .schema import utcnow
+
+    since = utcnow() - parse_age(since_age) if since_age else None
+    check_schema()
+    filters: dict[str, Any] = {"kind": kind, "run_id": run_id, "status": job_status,
+                               "level": level.upper() if level else None, "since": since}
+
+    def show(records: list[Any]) -> None:
+        for record in records:
+            click.echo(json.dumps(as_dict(record), default=str) if as_json
+                       else format_record(record))
+
+    with get_engine().connect() as connection:
+        records = query_logs(connection, limit=limit, **filters)
+    show(records if not follow else list(reversed(records)))
+
+    last_id = max((r["id"] for r in records), default=0)
+    while follow:
+        time.sleep(1)
+        with get_engine().connect() as connection:
+            newer = list(reversed(query_logs(connection, after_id=last_id, limit=1000,
+                                             **filters)))
+        show(newer)
+        last_id = max((r["id"] for r in newer), default=last_id)
+
+
+@cli.command("prune-logs")
+@click.option("--older-than", "older_than", default="90d", show_default=True,
+              help="Delete records older than this age (90d, 12h, 30m).")
+def prune_logs_command(older_than: str) -> None:
+    """Delete old job_logs records, in chunks."""
+    from .logbook import parse_age, prune_logs
+
+    age = parse_age(older_than)
+    check_schema()
+    click.echo(f"deleted {prune_logs(get_engine(), age)} job log records")
 
 
 @cli.command("retry-failed")
@@ -299,10 +380,6 @@ def check_reachable() -> None:
         check_schema()
     except SchemaMissingError:
         pass
-
-
-def ids_text(ids: Iterable[int]) -> str:
-    return " ".join(map(str, ids))
 
 
 def main_entry() -> None:

@@ -19,6 +19,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy import Connection, Table, bindparam, case, or_, select, update
 
+from . import metrics
 from .budget import ApiBudget
 from .catalogue import insert_ignoring_duplicates
 from .database import get_engine, transaction
@@ -92,7 +93,7 @@ def import_series(run_id: int, series_id: int) -> None:
     with transaction() as connection:
         imported = _store(connection, series, [(series_id, data)])
         registered = _register_episodes(connection, series_id, listed)
-        _count(connection, run_id, imported=imported)
+        _count(connection, "series", run_id, imported=imported)
     logger.debug("Imported series %d and registered %d episodes.", row["tvmaze_id"], registered,
                  extra={"tvmaze_id": row["tvmaze_id"], "registered": registered})
 
@@ -152,8 +153,8 @@ def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[i
             _record_outcome(connection, episodes, run_id, [row_id], INVALID, reason)
         not_found = _record_outcome(connection, episodes, run_id, gone, NOT_FOUND,
                                     "not in the show's episode list")
-        _count(connection, run_id, imported=imported, invalid=len(bad), not_found=not_found,
-               discovered=discovered)
+        _count(connection, "episodes", run_id, imported=imported, invalid=len(bad),
+               not_found=not_found, discovered=discovered)
 
     for row_id, reason in bad.items():
         logger.warning("Episode row %d has an invalid payload: %s", row_id, reason,
@@ -210,6 +211,7 @@ def _handle_failure(table: Table, run_id: int, row_ids: list[int], error: ApiErr
                     what: str) -> None:
     """Record a failed call's outcome, or raise to have the message retried."""
     if isinstance(error, RateLimitedError):
+        metrics.rate_limited(table.name)
         _retry_later(error, what)
 
     outcome = {NotFoundError: NOT_FOUND, InvalidPayloadError: INVALID}.get(type(error))
@@ -225,7 +227,7 @@ def _handle_failure(table: Table, run_id: int, row_ids: list[int], error: ApiErr
     with transaction() as connection:
         recorded = _record_outcome(connection, table, run_id, row_ids, outcome or FAILED,
                                    str(error))
-        _count(connection, run_id, **{outcome or FAILED: recorded})
+        _count(connection, table.name, run_id, **{outcome or FAILED: recorded})
     level = logging.INFO if outcome == NOT_FOUND else logging.WARNING
     logger.log(level, "No data for %s: %s (%s).", what, outcome, error, extra={
         "rows": row_ids, "outcome": outcome, "reason": str(error),
@@ -281,10 +283,13 @@ def _record_outcome(connection: Connection, table: Table, run_id: int, row_ids: 
     return int(result.rowcount)
 
 
-def _count(connection: Connection, run_id: int, **increments: int) -> None:
+def _count(connection: Connection, kind: str, run_id: int, **increments: int) -> None:
+    """Add row outcomes to the run's counts (and to the metrics)."""
     values = {name: import_runs.c[name] + n for name, n in increments.items() if n}
     if values:
         connection.execute(update(import_runs).where(import_runs.c.id == run_id).values(values))
+    for outcome, count in increments.items():
+        metrics.rows(kind, outcome, count)
 
 
 def _load(table: Table, row_id: int) -> Any:

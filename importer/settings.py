@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     #: Days before a run re-checks a row that answered 404.
     not_found_recheck_days: float = Field(default=7.0, ge=0, le=3650)
 
+    #: Serve Prometheus metrics from the worker (port 9191).
+    metrics: bool = False
+
     #: Cron specs of the daily schedule (``periodiq importer.actors``).
     series_schedule: str = "0 3 * * *"
     episodes_schedule: str = "30 3 * * *"

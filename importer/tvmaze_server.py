@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,8 +62,8 @@ EXIT_FAILURE = 1
 class Catalogue(Protocol):
     """The shows and episodes a server answers with.
 
-    Every call returns objects the caller may change: the server adds
-    ``_embedded`` to what it gets.
+    The server never changes the objects it gets, so a catalogue may
+    hand out the same objects again.
     """
 
     def show(self, show_id: int) -> JsonObject | None:
@@ -123,6 +123,9 @@ class RecordedCatalogue:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
+        if not (self.directory / "shows").is_dir():
+            raise FileNotFoundError(f"no shows directory in {self.directory}")
+
         self._show_ids = _ids_in(self.directory / "shows")
         self._known = frozenset(self._show_ids)
         self._episode_files = set(_ids_in(self.directory / "episodes"))
@@ -194,8 +197,6 @@ class RecordedCatalogue:
 def _ids_in(directory: Path) -> list[int]:
     """Return the sorted ids of the ``<id>.json`` files in a directory."""
     if not directory.is_dir():
-        if directory.name == "shows":
-            raise FileNotFoundError(f"no shows directory at {directory}")
         return []
 
     names = (re.fullmatch(r"([0-9]+)\.json", entry.name) for entry in directory.iterdir())
@@ -432,7 +433,12 @@ def _image(image_id: int, shape: str) -> JsonObject:
 
 def error_body(status: int, message: str = "") -> JsonObject:
     """Return the JSON error body TVmaze sends with a failed request."""
-    return {"name": HTTPStatus(status).phrase, "message": message, "code": 0, "status": status}
+    try:
+        name = HTTPStatus(status).phrase
+    except ValueError:
+        name = "Error"  # A made-up status, injected by a fault.
+
+    return {"name": name, "message": message, "code": 0, "status": status}
 
 
 #: TVmaze documents the 429 answer but no Retry-After header.
@@ -533,6 +539,19 @@ class _ArmedFault:
     remaining: int | None
 
 
+@dataclass
+class _Answer:
+    """A decided response; status 0 closes the connection without one."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    reset: bool = False
+
+
+_NO_ANSWER = _Answer(0)
+
+
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -617,6 +636,9 @@ class TvmazeServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> Self:
+        if self._httpd is not None:
+            raise RuntimeError("the server is already started")
+
         self._stopping.clear()
         self._httpd = _HttpServer((self.host, self.port), self)
         self._thread = threading.Thread(
@@ -695,27 +717,30 @@ class TvmazeServer:
         with self._lock:
             self._requests += 1
 
-        status = self._respond(handler, arrived)
+        answer = self._respond(handler.path, arrived)
 
+        # NOTE: the log is written before the answer goes out, so a
+        # client that has its answer always finds it in the log.
         with self._lock:
-            self._log.append((arrived, handler.path, status))
+            self._log.append((arrived, handler.path, answer.status))
 
-    def _respond(self, handler: _Handler, arrived: float) -> int:
-        target = urlsplit(handler.path)
+        _deliver(handler, answer)
+
+    def _respond(self, target: str, arrived: float) -> _Answer:
+        parts = urlsplit(target)
         admitted = self._admit(arrived)
-        fault = self._take_fault(target.path) if admitted else None
+        fault = self._take_fault(parts.path) if admitted else None
         if self._pause(self.latency):
-            return _drop(handler)
+            return _NO_ANSWER
 
         if not admitted:
-            _send(handler, 429, _json_bytes(RATE_LIMITED_BODY))
-            return 429
+            return _Answer(429, _json_bytes(RATE_LIMITED_BODY))
 
-        query = parse_qs(target.query, keep_blank_values=True)
+        query = parse_qs(parts.query, keep_blank_values=True)
         if fault is not None:
-            return self._apply_fault(handler, fault, target.path, query)
+            return self._apply_fault(fault, parts.path, query)
 
-        return self._answer(handler, target.path, query)
+        return self._answer(parts.path, query)
 
     def _pause(self, seconds: float) -> bool:
         """Wait at least ``seconds``; return True if the server is stopping."""
@@ -729,10 +754,16 @@ class TvmazeServer:
 
         return self._stopping.is_set()
 
-    def _answer(self, handler: _Handler, path: str, query: Query) -> int:
-        status, payload = route(self.catalogue, path, query)
-        _send(handler, status, _json_bytes(payload))
-        return status
+    def _answer(self, path: str, query: Query) -> _Answer:
+        try:
+            status, payload = route(self.catalogue, path, query)
+        except Exception:
+            # A broken catalogue must show up as a 500, not as a dropped
+            # connection the client would take for a network fault.
+            logger.exception("The catalogue failed to answer %s.", path)
+            status, payload = 500, error_body(500)
+
+        return _Answer(status, _json_bytes(payload))
 
     def _admit(self, arrived: float) -> bool:
         if self.limit is None:
@@ -762,23 +793,21 @@ class TvmazeServer:
 
         return None
 
-    def _apply_fault(self, handler: _Handler, fault: Fault, path: str, query: Query) -> int:
+    def _apply_fault(self, fault: Fault, path: str, query: Query) -> _Answer:
         headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
         if fault.kind == "status":
-            _send(handler, fault.status, _json_bytes(error_body(fault.status)), headers)
-            return fault.status
+            return _Answer(fault.status, _json_bytes(error_body(fault.status)), headers)
 
         if fault.kind == "body":
-            _send(handler, 200, fault.body, headers)
-            return 200
+            return _Answer(200, fault.body, headers)
 
         if fault.kind == "reset":
-            return _reset(handler)
+            return _Answer(0, reset=True)
 
         if self._pause(HANG_SECONDS):
-            return _drop(handler)
+            return _NO_ANSWER
 
-        return self._answer(handler, path, query)
+        return self._answer(path, query)
 
     def _connection_opened(self, connection: socket.socket) -> None:
         with self._lock:
@@ -804,31 +833,29 @@ def _json_bytes(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
-def _send(
-    handler: _Handler, status: int, body: bytes, headers: dict[str, str] | None = None
-) -> None:
-    handler.send_response(status)
+def _deliver(handler: _Handler, answer: _Answer) -> None:
+    if answer.status == 0:
+        _close(handler, reset=answer.reset)
+        return
+
+    handler.send_response(answer.status)
     handler.send_header("Content-Type", CONTENT_TYPE)
-    handler.send_header("Content-Length", str(len(body)))
-    for name, value in (headers or {}).items():
+    handler.send_header("Content-Length", str(len(answer.body)))
+    for name, value in answer.headers.items():
         handler.send_header(name, value)
 
     handler.end_headers()
-    handler.wfile.write(body)
+    handler.wfile.write(answer.body)
 
 
-def _drop(handler: _Handler) -> int:
-    """End the connection without answering; the client sees it close."""
+def _close(handler: _Handler, *, reset: bool) -> None:
+    """End the connection without a response: a clean close or a reset."""
     handler.close_connection = True
-    return 0
-
-
-def _reset(handler: _Handler) -> int:
-    """Abort the connection so the client sees a reset, not a clean close."""
-    # A zero linger time makes close() send RST instead of FIN.
-    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    handler.connection.close()
-    return _drop(handler)
+    if reset:
+        # A zero linger time makes close() send RST instead of FIN.
+        linger = struct.pack("ii", 1, 0)
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        handler.connection.close()
 
 
 # -- Command line -------------------------------------------------------------------
@@ -839,13 +866,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         catalogue = _catalogue(args)
-        server = TvmazeServer(
-            catalogue, host=args.host, port=args.port, latency=args.latency, limit=args.limit
-        )
+    except OSError as error:
+        return _fail(f"cannot read the recorded data: {error}")
+
+    server = TvmazeServer(
+        catalogue, host=args.host, port=args.port, latency=args.latency, limit=args.limit
+    )
+    try:
         server.start()
     except OSError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
 
     print(f"Serving the TVmaze API at {server.url} (Ctrl-C stops).", flush=True)
     if isinstance(catalogue, RecordedCatalogue):
@@ -861,14 +891,21 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Serve a local TVmaze-compatible API.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", metavar="DIR", help="serve recorded responses from DIR")
-    source.add_argument("--generate", metavar="N", type=int, help="serve N generated shows")
+    source.add_argument("--generate", metavar="N", type=_count, help="serve N generated shows")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--latency", metavar="SECONDS", type=float, default=0.0)
+    parser.add_argument("--port", type=_count, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--latency", metavar="SECONDS", type=float, default=0.0, help="delay before each answer"
+    )
     parser.add_argument(
         "--limit",
         metavar="CALLS/SECONDS",
@@ -876,6 +913,13 @@ def _parser() -> argparse.ArgumentParser:
         help="answer 429 beyond CALLS requests in any SECONDS window, e.g. 20/10",
     )
     return parser
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+
+    return int(text)
 
 
 def _parse_limit(text: str) -> tuple[int, float]:

@@ -1,0 +1,137 @@
+"""What ``status`` reports: rows per state, the active run, recent runs, queues."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pika
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Connection, RowMapping, func, select
+
+from .catalogue import KINDS, Kind, counts, needs_data, recheck_before, table_for
+from .runs import active_run, items_done, recent_runs
+from .schema import utcnow
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+QUEUE_ROLES = ("batches", "items")
+
+
+def status_report(connection: Connection, settings: Settings) -> dict[str, Any]:
+    """Per kind: row counts by state, the active run with rate and ETA, recent runs."""
+    report: dict[str, Any] = {}
+    for kind in KINDS:
+        rows = counts(connection, kind)
+        active = active_run(connection, kind)
+        report[kind] = {
+            "missing": rows["missing"],
+            "imported": rows["imported"],
+            "failed": rows["failed_total"],
+            "failed_by_reason": {k: rows[k] for k in ("not_found", "invalid", "failed")},
+            "parked": rows["parked"],
+            "total": rows["total"],
+            "active_run": run_summary(active, settings) if active else None,
+            "recent_runs": [run_summary(r, settings) for r in recent_runs(connection, kind)],
+        }
+    return report
+
+
+def run_summary(run: RowMapping, settings: Settings) -> dict[str, Any]:
+    """A run's row, with how far along it is, its rate and an ETA."""
+    done = items_done(run)
+    end = run["finished_at"] or utcnow()
+    elapsed = max((end - run["started_at"]).total_seconds(), 1e-9)
+    remaining = max(run["total"] - done, 0)
+    rate = done / elapsed
+
+    # NOTE: the API budget bounds the rate: never promise more than it allows.
+    budget_rate = 1 / settings.api_interval
+    calls_left = remaining if run["kind"] == "series" else None
+    eta = None
+    if run["status"] == "running" and remaining:
+        eta = calls_left / budget_rate if calls_left is not None else (
+            remaining / rate if rate > 0 else None)
+
+    return {
+        **{k: v for k, v in dict(run).items() if k not in ("successor_sent",)},
+        "done": done,
+        "rate_per_second": round(rate, 2),
+        "eta_seconds": round(eta, 1) if eta is not None else None,
+    }
+
+
+def dry_run(connection: Connection, kind: Kind, recheck_days: float) -> dict[str, int]:
+    """What a run would import now, and the API calls it would take."""
+    table = table_for(kind)
+    wanted = needs_data(table, recheck_before(recheck_days))
+    rows = connection.execute(select(func.count()).select_from(table).where(wanted)).scalar_one()
+    if kind == "series":
+        calls = rows
+    else:
+        shows = select(func.count(func.distinct(table.c.series_id))).where(wanted)
+        calls = connection.execute(shows).scalar_one()
+    return {"rows": int(rows), "api_calls": int(calls)}
+
+
+def queue_depths(broker_url: str) -> dict[str, dict[str, int]]:
+    """Ready messages and consumers of each importer queue on RabbitMQ."""
+    parameters = pika.URLParameters(broker_url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 5
+    depths: dict[str, dict[str, int]] = {}
+    connection = pika.BlockingConnection(parameters)
+    try:
+        for kind in KINDS:
+            for role in QUEUE_ROLES:
+                for suffix in ("", ".DQ", ".XQ"):
+                    name = f"importer.{kind}.{role}{suffix}"
+                    channel = connection.channel()
+                    try:
+                        declared = channel.queue_declare(name, passive=True)
+                    except pika.exceptions.ChannelClosedByBroker:
+                        continue
+                    depths[name] = {"ready": declared.method.message_count,
+                                    "consumers": declared.method.consumer_count}
+                    channel.close()
+    finally:
+        connection.close()
+    return depths
+
+
+def render(report: dict[str, Any], console: Console) -> None:
+    """``status`` as tables, for a terminal."""
+    rows = Table(title="Catalogue")
+    for column in ("kind", "missing", "imported", "not found", "invalid", "failed", "parked"):
+        rows.add_column(column, justify="right" if column != "kind" else "left")
+    for kind in KINDS:
+        data = report[kind]
+        reasons = data["failed_by_reason"]
+        rows.add_row(kind, str(data["missing"]), str(data["imported"]),
+                     str(reasons["not_found"]), str(reasons["invalid"]), str(reasons["failed"]),
+                     str(data["parked"]))
+    console.print(rows)
+
+    runs = Table(title="Runs (active and recent)")
+    for column in ("run", "kind", "status", "batches", "done/total", "failed", "rate/s", "ETA",
+                   "started"):
+        runs.add_column(column)
+    for kind in KINDS:
+        for run in report[kind]["recent_runs"]:
+            failed = run["not_found"] + run["invalid"] + run["failed"]
+            eta = run["eta_seconds"]
+            runs.add_row(str(run["id"]), kind, run["status"], str(run["batches"]),
+                         f"{run['done']}/{run['total']}", str(failed), str(run["rate_per_second"]),
+                         "-" if eta is None else f"{eta:.0f} s",
+                         f"{run['started_at']:%Y-%m-%d %H:%M:%S}")
+    console.print(runs)
+
+    if report.get("queues"):
+        queues = Table(title="RabbitMQ queues")
+        for column in ("queue", "ready", "consumers"):
+            queues.add_column(column)
+        for name, depth in report["queues"].items():
+            queues.add_row(name, str(depth["ready"]), str(depth["consumers"]))
+        console.print(queues)
