@@ -63,7 +63,8 @@ def json_formatter() -> logging.Formatter:
 
 def configure_logging(*, level: int = logging.INFO, json: bool = True,
                       stream: Any = None) -> None:
-    """Send the ``importer`` loggers to ``stream`` (stderr) as JSON lines.
+    """Send the ``importer`` loggers' records of ``level`` and above to
+    ``stream`` (stderr), as JSON lines.
 
     Safe to call more than once: the previous handler is replaced.
     """
@@ -77,6 +78,9 @@ def configure_logging(*, level: int = logging.INFO, json: bool = True,
     handler.addFilter(RedactingFilter())
     handler._importer_console = True  # type: ignore[attr-defined]
 
+    handler.setLevel(level)
     logger.addHandler(handler)
-    logger.setLevel(level)
+    # NOTE: the logger lets INFO through whatever the console shows, so
+    # that job_logs always receives the batch and run records.
+    logger.setLevel(min(level, logging.INFO))
     logger.propagate = False

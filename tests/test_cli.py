@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,60 @@ def test_every_command_has_help(ready: dict[str, str]) -> None:
                     "retry-failed", "serve-api", "demo"):
         result = run_cli([command, "--help"], ready)
         assert result.returncode == EXIT_OK and "Usage:" in result.stdout
+
+
+def test_dry_run_counts_rows_and_api_calls_and_changes_nothing(ready: dict[str, str]) -> None:
+    run_cli(["add-series", "1", "2", "3"], ready)
+
+    result = run_cli(["series", "--dry-run", "--batch-size", "2"], ready)
+
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "series: 3 rows need data; 3 API calls" in result.stdout
+    assert "about 2 batches" in result.stdout
+    assert count_rows(ready, import_runs) == 0
+
+
+def test_status_prints_tables_and_json_with_the_last_runs(ready: dict[str, str]) -> None:
+    run_cli(["add-series", "1", "999999"], ready)
+    run_cli(["series", "--delay", "0"], ready)
+
+    table = run_cli(["status"], ready)
+    report = json.loads(run_cli(["status", "--json"], ready).stdout)
+
+    assert table.returncode == EXIT_OK and "Catalogue" in table.stdout
+    assert report["series"]["failed_by_reason"]["not_found"] == 1
+    assert report["series"]["recent_runs"][0]["status"] == "completed"
+    assert report["series"]["active_run"] is None
+
+
+def test_logs_filters_by_run_and_prints_json_lines(ready: dict[str, str]) -> None:
+    run_cli(["add-series", "1"], ready)
+    run_cli(["series", "--delay", "0"], ready)
+    run_cli(["series", "--delay", "0"], ready)
+
+    result = run_cli(["logs", "--run", "2", "--json", "--limit", "1000"], ready)
+
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records and {r["run_id"] for r in records} == {2}
+    assert [r["id"] for r in records] == sorted((r["id"] for r in records), reverse=True)
+
+
+def test_prune_logs_deletes_only_records_older_than_the_age(ready: dict[str, str]) -> None:
+    from importer.schema import job_logs
+
+    run_cli(["add-series", "1"], ready)
+    run_cli(["series", "--delay", "0"], ready)
+    before = count_rows(ready, job_logs)
+
+    kept = run_cli(["prune-logs", "--older-than", "1d"], ready)
+    engine = create_engine(ready["IMPORTER_DATABASE_URL"])
+    with engine.begin() as connection:
+        connection.execute(job_logs.update().where(job_logs.c.id <= 3).values(
+            created_at=datetime.now(timezone.utc) - timedelta(days=100)))
+    engine.dispose()
+    pruned = run_cli(["prune-logs", "--older-than", "90d"], ready)
+
+    assert before > 3
+    assert "deleted 0" in kept.stdout
+    assert "deleted 3" in pruned.stdout
+    assert count_rows(ready, job_logs) == before - 3
