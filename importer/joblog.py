@@ -90,7 +90,9 @@ class JobLogMiddleware(Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker,
                                message: MessageProxy) -> None:
-        _current_job.set(job_from_message(message))
+        job = job_from_message(message)
+        _current_job.set(job)
+        logger.info("Job %s started.", job.job_class, extra={"status": "started"})
 
     def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:

@@ -195,6 +195,7 @@ job_logs = Table(
 Index("ix_job_logs_run_id", job_logs.c.run_id, job_logs.c.id)
 Index("ix_job_logs_created_at", job_logs.c.created_at)
 Index("ix_job_logs_job_class", job_logs.c.job_class, job_logs.c.created_at)
+Index("ix_job_logs_status", job_logs.c.status, job_logs.c.created_at)
 
 #: The API budget shared by every worker: the next free call slot.
 api_budget = Table(

@@ -254,6 +254,7 @@ class GeneratedCatalogue:
         self.episodes_per_show = episodes_per_show
         self.specials_per_show = specials_per_show
         self.first_id = first_id
+        self._all = [self.show(i) for i in self.show_ids()]
 
     def show(self, show_id: int) -> JsonObject | None:
         if not self._knows(show_id):

@@ -246,3 +246,35 @@ def test_episodes_of_one_show_cost_one_call_however_many_batches_they_span(
 
     assert [p for _, p, _ in api.request_log()] == ["/shows/82/episodes?specials=1"]
     assert run["imported"] == 73
+
+
+def test_sqlite_never_reports_a_locked_database_under_many_worker_threads(
+        monkeypatch: Any, sqlite_url: str, generated_api: TvmazeServer) -> None:
+    from dramatiq import Worker
+
+    from importer.actors import broker
+    from importer.database import get_engine
+    from importer.joblog import install_job_log_handler
+    from importer.migrate import upgrade
+
+    configure(monkeypatch, database_url=sqlite_url, api_url=generated_api.url, api_calls=5000,
+              api_period=1)
+    engine = get_engine()
+    upgrade(engine)
+    install_job_log_handler(engine)
+    register(engine, list(range(1, 41)))
+    broker.flush_all()
+    worker = Worker(broker, worker_threads=16, worker_timeout=50)
+    worker.start()
+    try:
+        series_run = run_to_end("series", batch_size=40)
+        episodes_run = run_to_end("episodes", batch_size=200)
+    finally:
+        worker.stop()
+
+    with engine.connect() as connection:
+        failed_jobs = connection.execute(select(func.count()).select_from(job_logs).where(
+            job_logs.c.status == "failed")).scalar()
+    assert failed_jobs == 0
+    assert series_run["imported"] == 40
+    assert episodes_run["imported"] + episodes_run["discovered"] == 40 * 6

@@ -68,6 +68,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_job_logs_created_at', ['created_at'], unique=False)
         batch_op.create_index('ix_job_logs_job_class', ['job_class', 'created_at'], unique=False)
         batch_op.create_index('ix_job_logs_run_id', ['run_id', 'id'], unique=False)
+        batch_op.create_index('ix_job_logs_status', ['status', 'created_at'], unique=False)
 
     op.create_table('series',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -137,6 +138,7 @@ def downgrade() -> None:
 
     op.drop_table('series')
     with op.batch_alter_table('job_logs', schema=None) as batch_op:
+        batch_op.drop_index('ix_job_logs_status')
         batch_op.drop_index('ix_job_logs_run_id')
         batch_op.drop_index('ix_job_logs_job_class')
         batch_op.drop_index('ix_job_logs_created_at')
