@@ -1,0 +1,82 @@
+"""The API budget: calls spread evenly, shared by every process using the database."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from importer.budget import SAFETY_MARGIN, ApiBudget
+from importer.database import create_database_engine
+from importer.errors import RateLimitedError
+from importer.migrate import upgrade
+
+
+@pytest.fixture
+def engines(database_url: str) -> Iterator[list[Engine]]:
+    """Three engines on one migrated database, standing in for three processes."""
+    engines = [create_database_engine(database_url) for _ in range(3)]
+    upgrade(engines[0])
+    yield engines
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(engines: list[Engine]) -> Engine:
+    return engines[0]
+
+
+def book_all(budgets: list[ApiBudget], calls_each: int) -> list[float]:
+    """Let each budget (one per thread) take ``calls_each`` slots; return the call times."""
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def caller(budget: ApiBudget) -> None:
+        for _ in range(calls_each):
+            budget.acquire()
+            with lock:
+                times.append(time.time())
+
+    threads = [threading.Thread(target=caller, args=(b,)) for b in budgets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return sorted(times)
+
+
+def test_calls_from_many_callers_leave_evenly_spaced_at_the_allowed_rate(
+        engines: list[Engine]) -> None:
+    budgets = [ApiBudget(e, calls=50, period=1.0) for e in engines for _ in range(2)]
+
+    times = book_all(budgets, calls_each=5)
+
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    interval = 1.0 / 50 * SAFETY_MARGIN
+    assert len(times) == 30
+    assert times[-1] - times[0] >= 29 * interval * 0.95
+    assert sum(gaps) / len(gaps) == pytest.approx(interval, rel=0.15)
+    assert max(sum(1 for t in times if start <= t < start + 0.2) for start in times) <= 11
+
+
+def test_a_caller_that_would_wait_too_long_is_told_to_come_back_later(engine: Engine) -> None:
+    budget = ApiBudget(engine, calls=1, period=10.0, max_wait=1.0)
+    budget.acquire()
+
+    with pytest.raises(RateLimitedError) as raised:
+        budget.acquire()
+
+    assert raised.value.retry_after == pytest.approx(10.0 * SAFETY_MARGIN, abs=1.0)
+
+
+def test_a_429_keeps_every_caller_away_for_the_time_asked(engine: Engine) -> None:
+    budget = ApiBudget(engine, calls=1000, period=1.0, max_wait=0.5)
+    budget.defer(5.0)
+
+    with pytest.raises(RateLimitedError):
+        ApiBudget(engine, calls=1000, period=1.0, max_wait=0.5).acquire()
