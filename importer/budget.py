@@ -47,8 +47,7 @@ class ApiBudget:
 
     def acquire(self) -> float:
         """Wait for the next free slot; return the seconds waited."""
-        now = time.time()
-        slot = self._book(now)
+        slot, now = self._book()
 
         wait = slot - now
         if wait > 0:
@@ -67,9 +66,13 @@ class ApiBudget:
             )
         logger.warning("API budget deferred by %.1f s after a 429.", seconds)
 
-    def _book(self, now: float) -> float:
+    def _book(self) -> tuple[float, float]:
+        """Take the next slot; return it and the time it was taken."""
         with self.engine.begin() as connection:
             next_slot = self._ensure_row(connection)
+            # NOTE: read the clock only once the row is locked: a caller
+            # that waited for the lock must not book a slot in its past.
+            now = time.time()
             slot = max(next_slot, now)
 
             if slot - now > self.max_wait:
@@ -80,7 +83,7 @@ class ApiBudget:
                 .where(api_budget.c.name == self.name)
                 .values(next_slot=slot + self.interval)
             )
-        return slot
+        return slot, now
 
     def _ensure_row(self, connection: Connection) -> float:
         query = select(api_budget.c.next_slot).where(api_budget.c.name == self.name)

@@ -52,6 +52,9 @@ HANG_SECONDS = 3600.0
 #: How often the serving thread looks for a stop request.
 POLL_INTERVAL = 0.05
 
+#: How long stop() waits for requests in flight to finish.
+STOP_GRACE_SECONDS = 2.0
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 
@@ -254,7 +257,6 @@ class GeneratedCatalogue:
         self.episodes_per_show = episodes_per_show
         self.specials_per_show = specials_per_show
         self.first_id = first_id
-        self._all = [self.show(i) for i in self.show_ids()]
 
     def show(self, show_id: int) -> JsonObject | None:
         if not self._knows(show_id):
@@ -618,6 +620,8 @@ class TvmazeServer:
         self.latency = latency
         self.limit = limit
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
         self._stopping = threading.Event()
         self._faults: dict[str, list[_ArmedFault]] = {}
         self._admitted: deque[float] = deque()
@@ -657,10 +661,12 @@ class TvmazeServer:
             return
 
         # Wake hanging or sleeping requests first, then idle keep-alive
-        # connections, so no handler outlives the server.
+        # connections, so no handler outlives the server and the log is
+        # complete when stop() returns.
         self._stopping.set()
         self._httpd.shutdown()
         self._close_connections()
+        self._wait_until_idle()
         self._httpd.server_close()
         self._thread.join()
         logger.info("TVmaze server at %s stopped.", self.url)
@@ -717,15 +723,26 @@ class TvmazeServer:
         arrived = time.monotonic()
         with self._lock:
             self._requests += 1
+            self._in_flight += 1
 
-        answer = self._respond(handler.path, arrived)
+        try:
+            answer = self._respond(handler.path, arrived)
 
-        # NOTE: the log is written before the answer goes out, so a
-        # client that has its answer always finds it in the log.
-        with self._lock:
-            self._log.append((arrived, handler.path, answer.status))
+            # NOTE: the log is written before the answer goes out, so a
+            # client that has its answer always finds it in the log.
+            with self._lock:
+                self._log.append((arrived, handler.path, answer.status))
 
-        _deliver(handler, answer)
+            _deliver(handler, answer)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _wait_until_idle(self) -> None:
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._in_flight == 0, STOP_GRACE_SECONDS):
+                logger.warning("Stopped with %d requests still in flight.", self._in_flight)
 
     def _respond(self, target: str, arrived: float) -> _Answer:
         parts = urlsplit(target)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -201,7 +201,7 @@ def test_prune_logs_deletes_only_records_older_than_the_age(ready: dict[str, str
     engine = create_engine(ready["IMPORTER_DATABASE_URL"])
     with engine.begin() as connection:
         connection.execute(job_logs.update().where(job_logs.c.id <= 3).values(
-            created_at=datetime.now(timezone.utc) - timedelta(days=100)))
+            created_at=datetime.now(UTC) - timedelta(days=100)))
     engine.dispose()
     pruned = run_cli(["prune-logs", "--older-than", "90d"], ready)
 

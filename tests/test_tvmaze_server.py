@@ -6,6 +6,7 @@ import json
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,16 @@ def read(relative: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def recorded() -> RecordedCatalogue:
+def data() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"no recorded TVmaze data at {DATA}")
 
-    return RecordedCatalogue(DATA)
+    return DATA
+
+
+@pytest.fixture(scope="module")
+def recorded(data: Path) -> RecordedCatalogue:
+    return RecordedCatalogue(data)
 
 
 @pytest.fixture(scope="module")
@@ -211,10 +217,23 @@ def test_an_unknown_episode_answers_exactly_as_tvmaze_does(
     assert (response.status_code, response.json()) == (404, read(NOT_FOUND_FILE))
 
 
+def test_a_broken_recorded_file_answers_500_instead_of_dropping_the_connection(
+    serve: Serve, http: httpx.Client, tmp_path: Path
+) -> None:
+    (tmp_path / "shows").mkdir()
+    (tmp_path / "shows" / "5.json").write_text('{"id": 5, "na')
+    server = serve(RecordedCatalogue(tmp_path))
+
+    response = http.get(f"{server.url}/shows/5")
+
+    assert (response.status_code, response.json()["status"]) == (500, 500)
+
+
 # -- Generated data -------------------------------------------------------------------
 
 
-def test_a_generated_show_has_the_keys_of_a_current_real_show(recorded: RecordedCatalogue) -> None:
+@pytest.mark.usefixtures("data")
+def test_a_generated_show_has_the_keys_of_a_current_real_show() -> None:
     show = GeneratedCatalogue(3).show(2)
 
     assert show is not None
@@ -223,6 +242,7 @@ def test_a_generated_show_has_the_keys_of_a_current_real_show(recorded: Recorded
     assert (show["network"] is None) != (show["webChannel"] is None)
 
 
+@pytest.mark.usefixtures("data")
 def test_generated_episodes_put_specials_last_with_unique_ids() -> None:
     catalogue = GeneratedCatalogue(3, episodes_per_show=12, specials_per_show=2, first_id=10)
 
@@ -231,9 +251,8 @@ def test_generated_episodes_put_specials_last_with_unique_ids() -> None:
     episodes = lists[0]
     assert catalogue.show_ids() == [10, 11, 12]
     assert list(episodes[0]) == list(read("episodes/82.json")[0])
-    assert [(e["season"], e["number"]) for e in episodes[9:]] == [
-        (1, 10), (2, 1), (2, 2), (2, None), (2, None)
-    ]
+    tail = [(1, 10), (2, 1), (2, 2), (2, None), (2, None)]
+    assert [(e["season"], e["number"]) for e in episodes[9:]] == tail
     assert {e["type"] for e in episodes[12:]} == {"significant_special"}
     all_ids = [episode["id"] for episodes in lists for episode in episodes]
     assert len(set(all_ids)) == len(all_ids) == 42
@@ -248,12 +267,17 @@ def test_a_generated_catalogue_is_deterministic() -> None:
 
 
 def test_a_hundred_thousand_generated_shows_cost_nothing_up_front() -> None:
+    tracing_already = tracemalloc.is_tracing()
     tracemalloc.start()
-    catalogue = GeneratedCatalogue(100_000, episodes_per_show=50)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    tracemalloc.reset_peak()
+    before, _ = tracemalloc.get_traced_memory()
 
-    assert peak < 10_000
+    catalogue = GeneratedCatalogue(100_000, episodes_per_show=50)
+
+    _, peak = tracemalloc.get_traced_memory()
+    if not tracing_already:
+        tracemalloc.stop()
+    assert peak - before < 10_000
     last = catalogue.show(100_000)
     assert last is not None and last["id"] == 100_000
     assert catalogue.show(100_001) is None
@@ -315,6 +339,7 @@ def test_the_limit_window_slides(serve: Serve, http: httpx.Client) -> None:
         assert time.monotonic() < deadline, "the window never moved on"
 
     log = server.request_log()
+    assert log[-1][2] == 200
     assert log[-1][0] - log[0][0] >= 0.3
     assert server.rate_limited == len(log) - 3 > 0
 
@@ -381,6 +406,7 @@ def test_a_hanging_request_ends_when_the_server_stops(serve: Serve, http: httpx.
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 1.0
+    assert server.request_log()[-1][1:] == ("/shows/1", 0)
 
 
 def test_a_hang_answers_normally_once_it_has_lasted(
@@ -395,6 +421,19 @@ def test_a_hang_answers_normally_once_it_has_lasted(
 
     assert time.monotonic() - started >= 0.1
     assert response.json()["id"] == 1
+
+
+def test_stopping_closes_idle_keep_alive_connections(serve: Serve) -> None:
+    server = serve()
+    connection = HTTPConnection(server.url.removeprefix("http://"), timeout=1.0)
+    connection.request("GET", "/shows/1")
+    assert connection.getresponse().read()
+
+    server.stop()
+
+    assert connection.sock is not None
+    assert connection.sock.recv(1) == b""
+    connection.close()
 
 
 @pytest.mark.parametrize("body", [b"<html>oops</html>", b'{"id": 1, "na', b""])
