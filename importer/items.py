@@ -85,11 +85,11 @@ def import_series(run_id: int, series_id: int) -> None:
     try:
         payload = get_client().show(row["tvmaze_id"], embed_episodes=True)
         data = parse_show(payload, row["tvmaze_id"])
-        listed = [_episode_key(e) for e in embedded_episodes(payload)]
     except ApiError as error:
         _handle_failure(series, run_id, [series_id], error, what=f"series {row['tvmaze_id']}")
         return
 
+    listed = _listed_episodes(payload)
     with transaction() as connection:
         imported = _store(connection, series, [(series_id, data)])
         registered = _register_episodes(connection, series_id, listed)
@@ -180,9 +180,30 @@ def _register_episodes(connection: Connection, series_id: int,
     return insert_ignoring_duplicates(connection, episodes, rows)
 
 
-def _episode_key(payload: Any) -> tuple[int, int | None, int | None]:
-    tvmaze_id, data = parse_episode(payload)
-    return tvmaze_id, data["season"], data["number"]
+def _listed_episodes(payload: Any) -> list[tuple[int, int | None, int | None]]:
+    """Id, season and number of each embedded episode that has an id.
+
+    The show's data does not depend on them: an odd entry is skipped
+    here and reported by the episodes run, which parses it in full.
+    """
+    try:
+        entries = embedded_episodes(payload)
+    except InvalidPayloadError as error:
+        logger.warning("Embedded episodes ignored: %s", error, extra={"reason": str(error)})
+        return []
+
+    listed = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not _is_int(entry.get("id")):
+            continue
+        season, number = entry.get("season"), entry.get("number")
+        listed.append((entry["id"], season if _is_int(season) else None,
+                       number if _is_int(number) else None))
+    return listed
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _store(connection: Connection, table: Table, rows: list[tuple[int, Row]]) -> int:

@@ -278,3 +278,21 @@ def test_sqlite_never_reports_a_locked_database_under_many_worker_threads(
     assert failed_jobs == 0
     assert series_run["imported"] == 40
     assert episodes_run["imported"] + episodes_run["discovered"] == 40 * 6
+
+
+def test_a_broken_embedded_episode_does_not_cost_the_show_its_data(
+        database: Engine, worker: Any, api: TvmazeServer, recorded: RecordedCatalogue) -> None:
+    import json
+
+    show = dict(recorded.show(1) or {})
+    show["_embedded"] = {"episodes": [{"id": 11, "season": 1, "number": 1},
+                                      {"id": "twelve"}, "junk", {"id": 13, "season": "x"}]}
+    api.add_fault("/shows/1", Fault("body", body=json.dumps(show).encode()))
+    register(database, [1])
+
+    run_to_end("series")
+
+    assert rows(database, series)[1]["outcome"] == "imported"
+    stored = rows(database, episodes)
+    assert sorted(stored) == [11, 13]
+    assert (stored[11]["season"], stored[13]["season"]) == (1, None)
