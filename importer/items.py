@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
+import httpx
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy import Connection, Table, bindparam, case, or_, select, update
 
@@ -61,8 +62,14 @@ def get_client() -> TvmazeClient:
             settings = get_settings()
             budget = ApiBudget(get_engine(), calls=settings.api_calls,
                                period=settings.api_period)
-            _client = TvmazeClient(settings.api_url, connect_timeout=settings.connect_timeout,
+            base_url, _, query = settings.api_url.partition("?")
+            _client = TvmazeClient(base_url, connect_timeout=settings.connect_timeout,
                                    read_timeout=settings.read_timeout, budget=budget)
+            # NOTE: httpx drops the path of every call whose base URL has
+            # a query (an access token, say), so the query goes with each
+            # call instead.  A ``params`` argument of TvmazeClient would
+            # be the better home for this.
+            _client.http.params = httpx.QueryParams(query)
         return _client
 
 

@@ -65,7 +65,9 @@ def job_from_message(message: MessageProxy | dramatiq.Message[Any]) -> Job:
     if message.actor_name == "import_series":
         item_kind, item_id = "series", kwargs.get("series_id", args[1] if len(args) > 1 else None)
     elif message.actor_name == "import_episodes":
-        item_kind, item_id = "show", kwargs.get("series_id", args[1] if len(args) > 1 else None)
+        # NOTE: an episodes item concerns one show's episodes: its series row.
+        item_kind, item_id = "series", kwargs.get("series_id",
+                                                  args[1] if len(args) > 1 else None)
 
     return Job(
         job_class=f"{ACTOR_MODULE}.{message.actor_name}",

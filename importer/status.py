@@ -26,6 +26,7 @@ def status_report(connection: Connection, settings: Settings) -> dict[str, Any]:
     for kind in KINDS:
         rows = counts(connection, kind)
         active = active_run(connection, kind)
+        calls_left = dry_run(connection, kind, settings.not_found_recheck_days)["api_calls"]
         report[kind] = {
             "missing": rows["missing"],
             "imported": rows["imported"],
@@ -33,27 +34,28 @@ def status_report(connection: Connection, settings: Settings) -> dict[str, Any]:
             "failed_by_reason": {k: rows[k] for k in ("not_found", "invalid", "failed")},
             "parked": rows["parked"],
             "total": rows["total"],
-            "active_run": run_summary(active, settings) if active else None,
-            "recent_runs": [run_summary(r, settings) for r in recent_runs(connection, kind)],
+            "api_calls_needed": calls_left,
+            "active_run": run_summary(active, settings, calls_left) if active else None,
+            "recent_runs": [run_summary(r, settings, calls_left)
+                            for r in recent_runs(connection, kind)],
         }
     return report
 
 
-def run_summary(run: RowMapping, settings: Settings) -> dict[str, Any]:
-    """A run's row, with how far along it is, its rate and an ETA."""
+def run_summary(run: RowMapping, settings: Settings, calls_left: int) -> dict[str, Any]:
+    """A run's row, with how far along it is, its rate and an ETA.
+
+    The ETA comes from the API budget: the calls the rows still missing
+    need, at the allowed rate, which no worker count can beat.
+    """
     done = items_done(run)
     end = run["finished_at"] or utcnow()
     elapsed = max((end - run["started_at"]).total_seconds(), 1e-9)
-    remaining = max(run["total"] - done, 0)
     rate = done / elapsed
 
-    # NOTE: the API budget bounds the rate: never promise more than it allows.
-    budget_rate = 1 / settings.api_interval
-    calls_left = remaining if run["kind"] == "series" else None
     eta = None
-    if run["status"] == "running" and remaining:
-        eta = calls_left / budget_rate if calls_left is not None else (
-            remaining / rate if rate > 0 else None)
+    if run["status"] == "running":
+        eta = calls_left * settings.api_interval
 
     return {
         **{k: v for k, v in dict(run).items() if k not in ("successor_sent",)},
