@@ -23,6 +23,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 from sqlalchemy import Engine
 
@@ -85,6 +86,12 @@ class JobLogMiddleware(Middleware):
         # NOTE: a worker process is where its logging gets configured;
         # importing the actors module configures nothing.
         configure_logging()
+        if isinstance(broker, StubBroker):
+            # Only ``dramatiq importer.actors`` boots a process; without a
+            # broker URL it would wait forever for messages nobody can send.
+            logger.critical("IMPORTER_BROKER_URL is not set: a worker needs RabbitMQ "
+                            "(without it, commands run their own embedded worker).")
+            raise SystemExit(3)
         install_job_log_handler()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:

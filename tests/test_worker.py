@@ -1,0 +1,18 @@
+"""``dramatiq importer.actors``, the worker as users start it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_a_worker_without_a_broker_url_stops_at_once_and_says_why() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMPORTER_")}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dramatiq", "importer.actors", "--processes", "1",
+         "--threads", "1"], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 3
+    assert "IMPORTER_BROKER_URL is not set" in result.stderr
