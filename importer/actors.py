@@ -14,7 +14,9 @@ Importing it builds the broker from the settings (RabbitMQ when
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -22,7 +24,7 @@ from periodiq import cron
 from sqlalchemy import RowMapping
 
 from . import batches, items
-from .broker import setup_broker
+from .broker import is_embedded, setup_broker
 from .catalogue import Kind
 from .errors import RunActiveError, TransientApiError
 from .runs import BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT, ITEM_TIME_LIMIT
@@ -31,6 +33,11 @@ from .settings import get_settings
 logger = logging.getLogger(__name__)
 
 broker = setup_broker()
+
+if is_embedded(broker) and Path(sys.argv[0]).name == "periodiq":
+    # NOTE: the scheduler would send each daily start to an in-process
+    # broker that no worker reads, and no run would ever begin.
+    sys.exit("periodiq: IMPORTER_BROKER_URL is not set: the schedule needs RabbitMQ")
 
 #: Retries of a message that failed for a reason of our own (the
 #: database is away, a bug): enough to ride out a few minutes' outage.
@@ -123,10 +130,10 @@ DISPATCHER = _Dispatcher()
 
 def _scheduled(kind: Kind) -> None:
     from .control import start_run
-    from .runs import DEFAULT_BATCH_SIZE, DEFAULT_DELAY_SECONDS
 
     try:
-        run_id = start_run(kind, DEFAULT_BATCH_SIZE[kind], DEFAULT_DELAY_SECONDS)
+        # Batch size and delay: IMPORTER_*_BATCH_SIZE and IMPORTER_BATCH_DELAY.
+        run_id = start_run(kind)
     except RunActiveError as error:
         logger.info("Scheduled %s import skipped: %s.", kind, error)
         return

@@ -22,12 +22,13 @@ from .database import check_schema, get_engine
 from .errors import (
     ConfigurationError,
     ImporterError,
+    RunAbandonedError,
     RunActiveError,
     SchemaMissingError,
     UnavailableError,
 )
 from .logs import configure_logging
-from .runs import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, active_run
+from .runs import MAX_BATCH_SIZE, active_run
 from .settings import MAX_DELAY_SECONDS, get_settings
 
 logger = logging.getLogger(__name__)
@@ -40,13 +41,18 @@ EXIT_CONFIG = 3
 EXIT_UNAVAILABLE = 4
 EXIT_NO_SCHEMA = 5
 EXIT_RUN_ACTIVE = 6
+EXIT_RUN_ABANDONED = 7
 EXIT_INTERRUPTED = 130
+
+#: The batch sizes a run of each kind takes unless told otherwise.
+DEFAULT_BATCH_SIZE = {"series": 50, "episodes": 100}
 
 _EXIT_CODES: list[tuple[type[ImporterError], int]] = [
     (ConfigurationError, EXIT_CONFIG),
     (UnavailableError, EXIT_UNAVAILABLE),
     (SchemaMissingError, EXIT_NO_SCHEMA),
     (RunActiveError, EXIT_RUN_ACTIVE),
+    (RunAbandonedError, EXIT_RUN_ABANDONED),
 ]
 
 
@@ -162,18 +168,21 @@ def read_ids(source: TextIO | None) -> list[int]:
 
 
 def _run_command(kind: Kind) -> click.Command:
+    size_default = f"{DEFAULT_BATCH_SIZE[kind]}, or IMPORTER_{kind.upper()}_BATCH_SIZE"
+
     @click.command(kind, help=f"Import every {kind} row that misses data, batch by batch.")
     @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE),
-                  default=DEFAULT_BATCH_SIZE[kind], show_default=True,
+                  show_default=size_default,
                   help="Rows per batch (episodes come in whole shows).")
-    @click.option("--delay", type=click.FloatRange(0, MAX_DELAY_SECONDS), default=10.0,
-                  show_default=True, help="Seconds between two batches.")
+    @click.option("--delay", type=click.FloatRange(0, MAX_DELAY_SECONDS),
+                  show_default="10, or IMPORTER_BATCH_DELAY",
+                  help="Seconds between two batches.")
     @click.option("--wait", is_flag=True, help="With a broker: follow the run until it ends.")
     @click.option("--takeover", is_flag=True,
                   help="Abandon an active run of this kind and start anew.")
     @click.option("--dry-run", is_flag=True,
                   help="Count what would be imported and the API calls it takes; change nothing.")
-    def command(batch_size: int, delay: float, wait: bool, takeover: bool,
+    def command(batch_size: int | None, delay: float | None, wait: bool, takeover: bool,
                 dry_run: bool) -> None:
         if dry_run:
             show_dry_run(kind, batch_size, delay)
@@ -183,9 +192,11 @@ def _run_command(kind: Kind) -> click.Command:
     return command
 
 
-def show_dry_run(kind: Kind, batch_size: int, delay: float) -> None:
+def show_dry_run(kind: Kind, batch_size: int | None, delay: float | None) -> None:
+    from .runs import check_options
     from .status import dry_run
 
+    _, batch_size, delay = check_options(kind, batch_size, delay)
     check_schema()
     settings = get_settings()
     with get_engine().connect() as connection:
@@ -197,7 +208,8 @@ def show_dry_run(kind: Kind, batch_size: int, delay: float) -> None:
                f"{settings.api_period:g} s; about {batches} batches {delay:g} s apart")
 
 
-def run_import(kind: Kind, batch_size: int, delay: float, *, wait: bool, takeover: bool) -> None:
+def run_import(kind: Kind, batch_size: int | None, delay: float | None, *, wait: bool,
+               takeover: bool) -> None:
     from .control import start_run, wait_for_run
     from .progress import RunProgress
 
@@ -219,10 +231,14 @@ def run_import(kind: Kind, batch_size: int, delay: float, *, wait: bool, takeove
 
 
 def print_run(run: Any) -> None:
+    """The run's final counts; an abandoned run is an error (exit code 7)."""
     click.echo(
         f"run {run['id']} ({run['kind']}) {run['status']}: {run['batches']} batches, "
         f"{run['selected']} rows, {run['imported']} imported, {run['not_found']} not found, "
         f"{run['invalid']} invalid, {run['failed']} failed, {run['discovered']} discovered")
+    if run["status"] == "abandoned":
+        raise RunAbandonedError(
+            f"run {run['id']} was abandoned (another start took over); see `importer status`")
 
 
 for _kind in KINDS:

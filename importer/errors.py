@@ -5,6 +5,7 @@
      ├── UnavailableError       the database or the broker cannot be reached
      ├── SchemaMissingError     the database has no (or an old) schema
      ├── RunActiveError         a run of the same kind is already active
+ ├── RunAbandonedError      a followed run ended without completing
      └── ApiError               the TVmaze API did not give usable data
           ├── NotFoundError         404: the show or episode does not exist
           ├── InvalidPayloadError   the body is not the JSON we expect
@@ -47,6 +48,10 @@ class RunActiveError(ImporterError):
             f"a {kind} run is already active: run {run_id}, started "
             f"{started_at:%Y-%m-%d %H:%M:%S} UTC, {selected} of {total} rows selected"
         )
+
+
+class RunAbandonedError(ImporterError):
+    """Raised when a run being followed is abandoned (taken over by another start)."""
 
 
 class ApiError(ImporterError):

@@ -84,3 +84,7 @@ def configure_logging(*, level: int = logging.INFO, json: bool = True,
     # that job_logs always receives the batch and run records.
     logger.setLevel(min(level, logging.INFO))
     logger.propagate = False
+
+    # NOTE: httpx logs every request at INFO; the importer's own records
+    # already say what each call did.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

@@ -33,8 +33,6 @@ RUNNING = "running"
 COMPLETED = "completed"
 ABANDONED = "abandoned"
 
-DEFAULT_BATCH_SIZE: dict[Kind, int] = {"series": 50, "episodes": 100}
-DEFAULT_DELAY_SECONDS = 10.0
 MAX_BATCH_SIZE = 10_000
 
 #: Time limits of the actors, in seconds (see importer.actors).
@@ -52,11 +50,14 @@ def check_options(kind: str, batch_size: int | None,
         raise ConfigurationError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     checked_kind: Kind = "series" if kind == "series" else "episodes"
 
-    size = DEFAULT_BATCH_SIZE[checked_kind] if batch_size is None else batch_size
+    settings = get_settings()
+    default_size = settings.series_batch_size if checked_kind == "series" \
+        else settings.episodes_batch_size
+    size = default_size if batch_size is None else batch_size
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
         raise ConfigurationError(f"batch size must be a whole number from 1 to {MAX_BATCH_SIZE}")
 
-    seconds = DEFAULT_DELAY_SECONDS if delay is None else delay
+    seconds = settings.batch_delay if delay is None else delay
     if not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_DELAY_SECONDS:
         raise ConfigurationError(
             f"delay must be from 0 to {MAX_DELAY_SECONDS} seconds "

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     #: Days before a run re-checks a row that answered 404.
     not_found_recheck_days: float = Field(default=7.0, ge=0, le=3650)
 
+    #: Defaults of every entry point (CLI, Python, schedule).
+    series_batch_size: int = Field(default=50, ge=1, le=10_000)
+    episodes_batch_size: int = Field(default=100, ge=1, le=10_000)
+    batch_delay: float = Field(default=10.0, ge=0, le=MAX_DELAY_SECONDS)
+
     #: Serve Prometheus metrics from the worker (port 9191).
     metrics: bool = False
 
@@ -79,6 +84,17 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in BROKER_SCHEMES or not parts.hostname:
             raise ValueError("expected amqp://user:password@host:port/vhost")
+        return value
+
+    @field_validator("series_schedule", "episodes_schedule")
+    @classmethod
+    def _cron_spec(cls, value: str) -> str:
+        from periodiq import cron
+
+        try:
+            cron(value)
+        except Exception:  # noqa: BLE001 -- the parser raises several kinds
+            raise ValueError(f"{value!r} is not a cron spec like '0 3 * * *'") from None
         return value
 
     @field_validator("api_url")

@@ -115,9 +115,10 @@ def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
 
 
 @pytest.fixture
-def database(monkeypatch: pytest.MonkeyPatch, database_url: str, api: TvmazeServer) -> Engine:
+def database(monkeypatch: pytest.MonkeyPatch, database_url: str,
+             api: TvmazeServer) -> Iterator[Engine]:
     """The migrated database of this test, with the API pointing at ``api``."""
-    from importer.joblog import install_job_log_handler
+    from importer.joblog import flush_job_logs, install_job_log_handler
     from importer.migrate import upgrade
 
     configure(monkeypatch, database_url=database_url, api_url=api.url, api_calls=1000,
@@ -125,7 +126,8 @@ def database(monkeypatch: pytest.MonkeyPatch, database_url: str, api: TvmazeServ
     engine = get_engine()
     upgrade(engine)
     install_job_log_handler(engine)
-    return engine
+    yield engine
+    flush_job_logs()
 
 
 @pytest.fixture
