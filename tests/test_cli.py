@@ -115,6 +115,8 @@ def test_a_bad_id_in_a_file_names_the_line_and_registers_nothing(ready: dict[str
     ("IMPORTER_API_URL", "ftp://api", "IMPORTER_API_URL"),
     ("IMPORTER_API_CALLS", "0", "IMPORTER_API_CALLS"),
     ("IMPORTER_WORKER_THREADS", "many", "IMPORTER_WORKER_THREADS"),
+    ("IMPORTER_SERIES_SCHEDULE", "daily at 3", "cron spec"),
+    ("IMPORTER_BATCH_DELAY", "3600", "IMPORTER_BATCH_DELAY"),
 ])
 def test_a_bad_setting_gets_one_line_naming_it(ready: dict[str, str], variable: str, value: str,
                                                 text: str) -> None:
