@@ -18,7 +18,17 @@ from typing import Any
 import dramatiq
 import httpx
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import Connection, Table, bindparam, case, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    Table,
+    bindparam,
+    case,
+    or_,
+    select,
+    update,
+)
 
 from . import metrics
 from .budget import ApiBudget
@@ -31,6 +41,7 @@ from .errors import (
     RateLimitedError,
     TransientApiError,
 )
+from .logs import RedactingFilter
 from .payloads import Row, embedded_episodes, parse_episode, parse_show
 from .schema import (
     FAILED,
@@ -51,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 _client: TvmazeClient | None = None
 _client_lock = threading.Lock()
+_REDACTING = RedactingFilter()
 
 
 def get_client() -> TvmazeClient:
@@ -70,6 +82,8 @@ def get_client() -> TvmazeClient:
             # call instead.  A ``params`` argument of TvmazeClient would
             # be the better home for this.
             _client.http.params = httpx.QueryParams(query)
+            # NOTE: httpx logs each call's full URL at INFO, query included.
+            logging.getLogger("httpx").addFilter(_REDACTING)
         return _client
 
 
@@ -85,13 +99,15 @@ def reset_client() -> None:
 
 def import_series(run_id: int, series_id: int) -> None:
     """Fetch one show, store it and register its regular episodes."""
-    row = _load(series, series_id)
+    with transaction() as connection:
+        row = _load(connection, series, series_id)
     if row is None or not _still_open(row, run_id):
         return
 
     try:
         payload = get_client().show(row["tvmaze_id"], embed_episodes=True)
         data = parse_show(payload, row["tvmaze_id"])
+        check_storable(series, data)
     except ApiError as error:
         _handle_failure(series, run_id, [series_id], error, what=f"series {row['tvmaze_id']}")
         return
@@ -113,8 +129,10 @@ def import_episodes(run_id: int, series_id: int, episode_ids: Sequence[int]) -> 
     recorded as not found; one that does not parse, as invalid: each
     row fails alone.
     """
-    show = _load(series, series_id)
-    rows = [r for r in _load_many(episodes, episode_ids) if _still_open(r, run_id)]
+    with transaction() as connection:
+        show = _load(connection, series, series_id)
+        rows = [r for r in _load_many(connection, episodes, episode_ids)
+                if _still_open(r, run_id)]
     if show is None or not rows:
         return
 
@@ -137,6 +155,7 @@ def _parse_each(payload: list[Any]) -> tuple[dict[int, Row], dict[int, str]]:
     for item in payload:
         try:
             tvmaze_id, data = parse_episode(item)
+            check_storable(episodes, {"tvmaze_id": tvmaze_id, **data})
             parsed[tvmaze_id] = data
         except InvalidPayloadError as error:
             found = item.get("id") if isinstance(item, dict) else None
@@ -155,7 +174,10 @@ def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[i
 
     with transaction() as connection:
         imported = _store(connection, episodes, filled)
-        discovered = _discover(connection, series_id, parsed)
+        # NOTE: the rows this item was given exist: only the rest of the
+        # list can be new, and a short insert is much cheaper than a long one.
+        discovered = _discover(connection, series_id,
+                               {t: data for t, data in parsed.items() if t not in known})
         for row_id, reason in bad.items():
             _record_outcome(connection, episodes, run_id, [row_id], INVALID, reason)
         not_found = _record_outcome(connection, episodes, run_id, gone, NOT_FOUND,
@@ -209,8 +231,45 @@ def _listed_episodes(payload: Any) -> list[tuple[int, int | None, int | None]]:
     return listed
 
 
+#: The bounds of the schema's integer columns on PostgreSQL (SQLite's are wider).
+INTEGER_LIMIT = 2**31
+BIG_INTEGER_LIMIT = 2**63
+
+
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer that an ``Integer`` column can hold."""
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and -INTEGER_LIMIT <= value < INTEGER_LIMIT)
+
+
+def check_storable(table: Table, values: Row) -> None:
+    """Raise :class:`InvalidPayloadError` for a value that ``table`` cannot hold.
+
+    NOTE: the parsers check types, but the database refuses more: text
+    with a NUL character or a lone surrogate, text longer than its
+    column, an integer beyond its column's range.  Left to the database,
+    such a value fails its item on every retry, and its row never gets
+    an outcome.
+    """
+    for name, value in values.items():
+        column_type = table.c[name].type
+        if isinstance(value, str):
+            _check_text(name, value, getattr(column_type, "length", None))
+        elif isinstance(value, int) and isinstance(column_type, Integer):
+            limit = BIG_INTEGER_LIMIT if isinstance(column_type, BigInteger) else INTEGER_LIMIT
+            if not -limit <= value < limit:
+                raise InvalidPayloadError(f"{name} is out of range")
+
+
+def _check_text(name: str, value: str, length: int | None) -> None:
+    if "\x00" in value:
+        raise InvalidPayloadError(f"{name} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPayloadError(f"{name} is not valid Unicode") from None
+    if length is not None and len(value) > length:
+        raise InvalidPayloadError(f"{name} is longer than {length} characters")
 
 
 def _store(connection: Connection, table: Table, rows: list[tuple[int, Row]]) -> int:
@@ -218,21 +277,18 @@ def _store(connection: Connection, table: Table, rows: list[tuple[int, Row]]) ->
     if not rows:
         return 0
 
-    ids = [row_id for row_id, _ in rows]
-    open_ids = set(connection.execute(
-        select(table.c.id).where(table.c.id.in_(ids), table.c.data_last_updated_at.is_(None))
-        .with_for_update()).scalars())
-    if not open_ids:
-        return 0
-
     now = utcnow()
     params = [{"row_id": row_id, **data, "data_last_updated_at": now, "outcome": IMPORTED,
                "attempts": 0, "failed_runs": 0, "last_error": None, "checked_at": now}
-              for row_id, data in rows if row_id in open_ids]
+              for row_id, data in rows]
+    # NOTE: the condition is checked again once each row is locked, so
+    # of two deliveries of one item writing at once, one writes and counts.
     columns: dict[str, Any] = {key: bindparam(key) for key in params[0] if key != "row_id"}
-    connection.execute(update(table).where(table.c.id == bindparam("row_id")).values(columns),
-                       params)
-    return len(params)
+    result = connection.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.data_last_updated_at.is_(None))
+        .values(columns), params)
+    return int(result.rowcount)
 
 
 def _handle_failure(table: Table, run_id: int, row_ids: list[int], error: ApiError,
@@ -320,15 +376,20 @@ def _count(connection: Connection, kind: str, run_id: int, **increments: int) ->
         metrics.rows(kind, outcome, count)
 
 
-def _load(table: Table, row_id: int) -> Any:
-    with transaction() as connection:
-        return connection.execute(select(table).where(table.c.id == row_id)).mappings().first()
+def _load(connection: Connection, table: Table, row_id: int) -> Any:
+    query = select(*_state_columns(table)).where(table.c.id == row_id)
+    return connection.execute(query).mappings().first()
 
 
-def _load_many(table: Table, row_ids: Sequence[int]) -> list[Any]:
-    with transaction() as connection:
-        query = select(table).where(table.c.id.in_(list(row_ids))).order_by(table.c.id)
-        return list(connection.execute(query).mappings())
+def _load_many(connection: Connection, table: Table, row_ids: Sequence[int]) -> list[Any]:
+    query = (select(*_state_columns(table)).where(table.c.id.in_(list(row_ids)))
+             .order_by(table.c.id))
+    return list(connection.execute(query).mappings())
+
+
+def _state_columns(table: Table) -> tuple[Any, ...]:
+    """What an item reads of a row before its call: the key and whether it is still open."""
+    return table.c.id, table.c.tvmaze_id, table.c.data_last_updated_at, table.c.last_run_id
 
 
 def _still_open(row: Any, run_id: int) -> bool:

@@ -5,7 +5,9 @@
 status and duration.  :class:`JobLogHandler` writes the records to
 ``job_logs`` in bulk from a background thread, so that logging costs a
 job almost nothing and never fails it: a record that cannot be written
-is printed to stderr instead of being dropped.
+is printed to stderr instead of being dropped.  The records that are
+part of a batch step's state go in with the step's own transaction
+instead (:func:`log_in_transaction`), so that a killed worker loses none.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from .logs import RedactingFilter, configure_logging, structured_fields
 from .schema import job_logs
@@ -138,36 +140,19 @@ class JobLogHandler(logging.Handler):
         self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
-        job = current_job()
-        fields = structured_fields(record)
-        run_id = fields.pop("run_id", None) or (job.run_id if job else None)
-        if job is None and run_id is None:
+        if _written_in_transaction.get():
             return
 
         try:
-            self.queue.put(self._row(record, job, run_id, fields))
+            row = job_log_row(record)
+            if row is not None:
+                self.queue.put(row)
         except Exception:  # noqa: BLE001 -- logging must never fail a job
             self.handleError(record)
 
     def flush(self) -> None:
         """Block until every queued record is written (or given up on)."""
         self.queue.join()
-
-    def _row(self, record: logging.LogRecord, job: Job | None, run_id: Any,
-             fields: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "created_at": datetime.fromtimestamp(record.created, UTC),
-            "level": record.levelname,
-            "job_class": job.job_class if job else fields.pop("job_class", None),
-            "message_id": job.message_id if job else None,
-            "run_id": run_id if isinstance(run_id, int) else None,
-            "status": fields.pop("status", None),
-            "duration_ms": fields.pop("duration_ms", None),
-            "item_kind": job.item_kind if job else None,
-            "item_id": job.item_id if job else None,
-            "message": record.getMessage(),
-            "context": to_json(fields),
-        }
 
     def _write_forever(self) -> None:
         while True:
@@ -195,6 +180,59 @@ class JobLogHandler(logging.Handler):
         for row in rows:
             print(json.dumps({"job_logs_unwritten": to_json(row)}, default=str),
                   file=sys.stderr)
+
+
+def job_log_row(record: logging.LogRecord) -> dict[str, Any] | None:
+    """The ``job_logs`` row of a record, or None when no job or run owns it."""
+    job = current_job()
+    fields = structured_fields(record)
+    run_id = fields.pop("run_id", None) or (job.run_id if job else None)
+    if job is None and run_id is None:
+        return None
+
+    return {
+        "created_at": datetime.fromtimestamp(record.created, UTC),
+        "level": record.levelname,
+        "job_class": job.job_class if job else fields.pop("job_class", None),
+        "message_id": job.message_id if job else None,
+        "run_id": run_id if isinstance(run_id, int) else None,
+        "status": fields.pop("status", None),
+        "duration_ms": fields.pop("duration_ms", None),
+        "item_kind": job.item_kind if job else None,
+        "item_id": job.item_id if job else None,
+        "message": record.getMessage(),
+        "context": to_json(fields),
+    }
+
+
+_written_in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "written_in_transaction", default=False)
+_redacting = RedactingFilter()
+
+
+def log_in_transaction(connection: Connection, log: logging.Logger, level: int, msg: str,
+                       *args: Any, extra: dict[str, Any]) -> None:
+    """Log a record and write its ``job_logs`` row in ``connection``'s transaction.
+
+    For the records that are part of a step's state: they commit, or
+    roll back, with the step.  The background writer would lose them to
+    a worker killed before its next flush, and the step, never done
+    again, would have no record.
+    """
+    if not log.isEnabledFor(level):
+        return
+
+    record = log.makeRecord(log.name, level, "(transaction)", 0, msg, args, None, extra=extra)
+    _redacting.filter(record)
+    row = job_log_row(record)
+    if row is not None:
+        connection.execute(job_logs.insert().values(row))
+
+    token = _written_in_transaction.set(True)
+    try:
+        log.handle(record)
+    finally:
+        _written_in_transaction.reset(token)
 
 
 def to_json(value: Any) -> Any:

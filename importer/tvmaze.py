@@ -68,15 +68,27 @@ class TvmazeClient:
     def close(self) -> None:
         self.http.close()
 
+    def _pause(self) -> float:
+        """Seconds to keep away after a 429 that names no Retry-After.
+
+        NOTE: one window of the allowance is enough for the calls that
+        filled it to leave it.  On a short window (50 calls a second)
+        the default wait would idle the budget for 250 calls after one
+        call too many.
+        """
+        if self.budget is None:
+            return DEFAULT_RATE_LIMIT_WAIT
+        return min(DEFAULT_RATE_LIMIT_WAIT, self.budget.period)
+
     def _decode(self, response: httpx.Response) -> Any:
         status = response.status_code
         if status == 404:
             raise NotFoundError(f"HTTP 404 for {response.request.url.path}")
         if status == 429:
-            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            wait = retry_after_seconds(response.headers.get("Retry-After")) or self._pause()
             if self.budget is not None:
-                self.budget.defer(retry_after or DEFAULT_RATE_LIMIT_WAIT)
-            raise RateLimitedError(retry_after)
+                self.budget.defer(wait)
+            raise RateLimitedError(wait)
         if status >= 500:
             raise TransientApiError(f"HTTP {status}")
         if status != 200:

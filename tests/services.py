@@ -55,11 +55,15 @@ class WorkerProcess:
             self.process.wait(timeout=30)
 
     def stop(self, timeout: float = 60) -> int | None:
-        """SIGTERM, as a service manager stops it; return its exit code."""
+        """SIGTERM to the main process, as a service manager stops it; return its exit code.
+
+        NOTE: the main process passes the signal on to its workers; sent
+        to the whole group, a worker would get it twice and stop at once.
+        """
         if self.process is None:
             return None
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -76,7 +76,8 @@ def test_every_recorded_show_and_episode_is_imported_through_a_real_worker(
         stored_series = {r["tvmaze_id"]: r for r in connection.execute(select(series)).mappings()}
         stored_episodes = {r["tvmaze_id"]: r
                            for r in connection.execute(select(episodes)).mappings()}
-        records = [dict(r) for r in connection.execute(select(job_logs)).mappings()]
+        records = [dict(r) for r in connection.execute(
+            select(job_logs).order_by(job_logs.c.id)).mappings()]
 
     assert set(stored_series) == set(show_ids)
     for tvmaze_id in show_ids:
