@@ -1,11 +1,16 @@
 """One batch step of a run: select the next rows, dispatch items, continue.
 
-A step runs in one transaction holding the run's row lock:
+A step:
 
-1. check that the message's step is the one the run expects;
-2. select the next rows that need data *after the run's cursor*, by key;
-3. send one item message per row (per show, for episodes);
-4. move the cursor and the step on, and commit.
+1. checks that the message's step is the one the run expects;
+2. selects the next rows that need data *after the run's cursor*, by key;
+3. sends one item message per row (per show, for episodes);
+4. takes the run's row lock, checks the step again, moves the cursor
+   and the step on, and commits.
+
+Items count their outcomes on the run's row, so the lock is taken only
+once the items are sent; a delivery that finds the step done meanwhile
+records nothing, and the items it sent twice find their rows done.
 
 Only then is the successor sent, with the run's delay, and marked as
 sent.  A redelivered message finds its step done and does nothing,
@@ -28,7 +33,8 @@ from sqlalchemy import Connection, RowMapping, Table, select, tuple_, update
 from . import metrics
 from .catalogue import Kind, needs_data, recheck_before, table_for
 from .database import transaction
-from .runs import COMPLETED, RUNNING, items_done, lock_run
+from .joblog import log_in_transaction
+from .runs import COMPLETED, RUNNING, get_run, items_done, lock_run
 from .schema import import_runs, utcnow
 from .settings import get_settings
 
@@ -38,8 +44,9 @@ logger = logging.getLogger(__name__)
 #: Items give up after their own retries, well within this.
 DRAIN_TIMEOUT = timedelta(minutes=15)
 
-#: Seconds between two checks of a draining run.
+#: Longest and shortest wait between two checks of a draining run.
 DRAIN_POLL_SECONDS = 2.0
+DRAIN_POLL_MIN_SECONDS = 0.25
 
 
 class Dispatcher(Protocol):
@@ -62,8 +69,18 @@ class Selection:
     continues: bool
 
 
+@dataclass(frozen=True)
+class Dispatched:
+    """A batch step's items, sent before the step took its run's lock."""
+
+    step: int
+    selection: Selection
+    sent: int
+
+
 def run_step(kind: Kind, run_id: int, step: int, dispatcher: Dispatcher) -> None:
     """Carry out ``step`` of the run, once, however often it is delivered."""
+    ahead = _dispatch_ahead(kind, run_id, step, dispatcher)
     with transaction() as connection:
         run = lock_run(connection, run_id)
         if run is None or run["status"] != RUNNING:
@@ -72,7 +89,7 @@ def run_step(kind: Kind, run_id: int, step: int, dispatcher: Dispatcher) -> None
             return
 
         if step == run["step"]:
-            successor = _carry_out(connection, run, dispatcher)
+            successor = _carry_out(connection, run, dispatcher, ahead)
         elif step == run["step"] - 1 and not run["successor_sent"]:
             logger.warning("Step %d of run %d was done but its successor was never sent; "
                            "sending it now.", step, run_id, extra={"run_id": run_id, "step": step})
@@ -86,13 +103,31 @@ def run_step(kind: Kind, run_id: int, step: int, dispatcher: Dispatcher) -> None
         _send_successor(kind, run_id, *successor, dispatcher=dispatcher)
 
 
-def _carry_out(connection: Connection, run: RowMapping,
-               dispatcher: Dispatcher) -> tuple[int, float] | None:
+def _dispatch_ahead(kind: Kind, run_id: int, step: int,
+                    dispatcher: Dispatcher) -> Dispatched | None:
+    """Select a batch step's rows and send their items, before the step locks its run.
+
+    NOTE: the broker confirms each message, so sending a batch takes a
+    while, and every item that ends meanwhile waits for the run's lock to
+    count its outcome.  The step is still recorded only under the lock:
+    a duplicate delivery racing this one at worst sends the same items
+    twice, and an item that finds its row done does nothing.
+    """
+    with transaction() as connection:
+        run = get_run(connection, run_id)
+        if (run is None or run["status"] != RUNNING or run["step"] != step
+                or run["draining_since"] is not None):
+            return None
+        selection = select_next(connection, kind, run)
+    return Dispatched(step, selection, dispatcher.send_items(kind, run_id, selection.rows))
+
+
+def _carry_out(connection: Connection, run: RowMapping, dispatcher: Dispatcher,
+               ahead: Dispatched | None) -> tuple[int, float] | None:
     """Do the run's current step; return the next step and its delay, if any."""
     if run["draining_since"] is None:
-        continues = _batch(connection, run, dispatcher)
-        delay = run["delay_seconds"] if continues else DRAIN_POLL_SECONDS
-        return run["step"] + 1, min(delay, run["delay_seconds"])
+        continues = _batch(connection, run, dispatcher, ahead)
+        return run["step"] + 1, run["delay_seconds"] if continues else _drain_poll(run)
 
     if _drain(connection, run):
         return run["step"] + 1, _next_delay(run)
@@ -102,31 +137,52 @@ def _carry_out(connection: Connection, run: RowMapping,
 def _next_delay(run: RowMapping) -> float:
     if run["draining_since"] is None:
         return float(run["delay_seconds"])
-    return float(min(run["delay_seconds"], DRAIN_POLL_SECONDS))
+    return _drain_poll(run)
 
 
-def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher) -> bool:
-    """Select and dispatch one batch; return True when more rows remain."""
+def _drain_poll(run: RowMapping) -> float:
+    """Seconds until a draining run is checked again: about when its items should be done.
+
+    NOTE: not the run's delay: a run without one would check itself
+    continuously, and every check takes the run's lock from its items.
+    """
+    outstanding = max(run["selected"] - items_done(run), 0)
+    expected = outstanding * get_settings().api_interval
+    return float(min(max(expected, DRAIN_POLL_MIN_SECONDS), DRAIN_POLL_SECONDS))
+
+
+def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher,
+           ahead: Dispatched | None) -> bool:
+    """Select and dispatch one batch (unless sent ahead); return True when more rows remain."""
     kind: Kind = run["kind"]
     remaining_before = max(run["total"] - run["selected"], 0)
-    logger.info("Batch %d of %s run %d started.", run["step"], kind, run["id"], extra={
-        "event": "batch_started", "run_id": run["id"], "step": run["step"],
-        "batch_size": run["batch_size"],
-        "delay_seconds": run["delay_seconds"]})
+    # NOTE: a step's records are written with the step itself: a worker
+    # killed after the commit cannot lose them, nor one killed before
+    # it double them when the step is done again.
+    log_in_transaction(connection, logger, logging.INFO, "Batch %d of %s run %d started.",
+                       run["step"], kind, run["id"], extra={
+                           "event": "batch_started", "run_id": run["id"], "step": run["step"],
+                           "batch_size": run["batch_size"],
+                           "delay_seconds": run["delay_seconds"]})
 
-    selection = select_next(connection, kind, run)
+    if ahead is not None and ahead.step == run["step"]:
+        selection, dispatched = ahead.selection, ahead.sent
+    else:
+        selection = select_next(connection, kind, run)
+        dispatched = dispatcher.send_items(kind, run["id"], selection.rows)
     processing = len(selection.rows)
-    logger.info("Found %d %s without data, processing %d in this batch.", remaining_before,
-                kind, processing, extra={"event": "batch_found", "run_id": run["id"],
-                                         "step": run["step"], "found": remaining_before,
-                                         "processing": processing})
+    log_in_transaction(connection, logger, logging.INFO,
+                       "Found %d %s without data, processing %d in this batch.",
+                       remaining_before, kind, processing, extra={
+                           "event": "batch_found", "run_id": run["id"], "step": run["step"],
+                           "found": remaining_before, "processing": processing})
 
-    dispatched = dispatcher.send_items(kind, run["id"], selection.rows)
     _record_batch(connection, run, selection, dispatched)
 
     remaining = max(remaining_before - processing, 0) if selection.continues else 0
     metrics.remaining(kind, remaining)
-    logger.info(
+    log_in_transaction(
+        connection, logger, logging.INFO,
         "Batch %d of %s run %d dispatched %d items for %d rows; %d remain%s.",
         run["step"], kind, run["id"], dispatched, processing, remaining,
         f", next batch in {run['delay_seconds']:g} s" if selection.continues else "",
@@ -220,7 +276,8 @@ def _complete(connection: Connection, run: RowMapping, pending: int) -> None:
     fields = {name: run[name] for name in (
         "kind", "batches", "selected", "dispatched", "imported", "not_found", "invalid",
         "failed", "discovered")}
-    logger.info(
+    log_in_transaction(
+        connection, logger, logging.INFO,
         "Run %d (%s) completed in %.1f s: %d batches, %d rows selected, %d imported, "
         "%d not found, %d invalid, %d failed.",
         run["id"], run["kind"], seconds, run["batches"], run["selected"], run["imported"],
