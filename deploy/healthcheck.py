@@ -16,29 +16,9 @@ from __future__ import annotations
 
 import sys
 
-#: Seconds to wait for RabbitMQ; the HEALTHCHECK timeout is longer.
-BROKER_TIMEOUT = 5.0
-
-
-def check_broker(url: str) -> None:
-    """Open and close one connection to RabbitMQ."""
-    import pika
-
-    from importer.errors import UnavailableError
-    from importer.settings import redact_url
-
-    parameters = pika.URLParameters(url)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = BROKER_TIMEOUT
-    parameters.stack_timeout = BROKER_TIMEOUT
-    try:
-        pika.BlockingConnection(parameters).close()
-    except Exception as error:  # noqa: BLE001 -- pika raises many kinds
-        raise UnavailableError(
-            f"cannot reach the broker at {redact_url(url)}: {type(error).__name__}") from None
-
 
 def main() -> int:
+    from importer.broker import connect
     from importer.database import check_schema
     from importer.errors import ConfigurationError, ImporterError
     from importer.settings import get_settings
@@ -49,7 +29,7 @@ def main() -> int:
         if not settings.broker_url:
             raise ConfigurationError("IMPORTER_BROKER_URL is not set: messages would stay "
                                      "in this process, where no worker sees them")
-        check_broker(settings.broker_url)
+        connect(settings.broker_url).close()
     except ImporterError as error:
         print(f"unhealthy: {error}", file=sys.stderr)
         return 1

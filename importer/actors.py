@@ -24,9 +24,10 @@ from periodiq import cron
 from sqlalchemy import RowMapping
 
 from . import batches, items
-from .broker import is_embedded, setup_broker
+from .broker import is_embedded, queue_name, setup_broker
 from .catalogue import Kind
 from .errors import RunActiveError, TransientApiError
+from .exitcodes import EXIT_CONFIG
 from .runs import BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT, ITEM_TIME_LIMIT
 from .settings import get_settings
 
@@ -37,7 +38,9 @@ broker = setup_broker()
 if is_embedded(broker) and Path(sys.argv[0]).name == "periodiq":
     # NOTE: the scheduler would send each daily start to an in-process
     # broker that no worker reads, and no run would ever begin.
-    sys.exit("periodiq: IMPORTER_BROKER_URL is not set: the schedule needs RabbitMQ")
+    print("periodiq: IMPORTER_BROKER_URL is not set: the schedule needs RabbitMQ",
+          file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
 
 #: Retries of a message that failed for a reason of our own (the
 #: database is away, a bug): enough to ride out a few minutes' outage.
@@ -53,11 +56,6 @@ def retry_when(retries: int, exception: BaseException) -> bool:
     if isinstance(exception, (dramatiq.Retry, TransientApiError)):
         return retries < MAX_API_RETRIES
     return retries < MAX_RETRIES
-
-
-def queue_name(kind: Kind, role: str) -> str:
-    """``importer.<kind>.<role>``: names that explain themselves in the RabbitMQ UI."""
-    return f"importer.{kind}.{role}"
 
 
 _batch_options: dict[str, Any] = {

@@ -7,8 +7,10 @@ Actors bind to the global broker when they are declared, so
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import dramatiq
+import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import (
@@ -24,7 +26,10 @@ from dramatiq.middleware import (
 from dramatiq.middleware.prometheus import Prometheus
 from periodiq import PeriodiqMiddleware
 
+from .catalogue import KINDS
+from .errors import UnavailableError
 from .joblog import JobLogMiddleware
+from .redaction import redact
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -32,6 +37,38 @@ logger = logging.getLogger(__name__)
 #: Longest delivery RabbitMQ may leave unacked (``consumer_timeout``),
 #: which is also the longest a delayed message may wait in a worker.
 RABBITMQ_CONSUMER_TIMEOUT_MS = 30 * 60 * 1000
+
+#: The two queues of each kind of import.
+QUEUE_ROLES = ("batches", "items")
+
+#: Seconds to wait for RabbitMQ before a command says it is unreachable.
+CONNECT_TIMEOUT = 5.0
+
+
+def queue_name(kind: str, role: str) -> str:
+    """``importer.<kind>.<role>``: names that explain themselves in the RabbitMQ UI."""
+    return f"importer.{kind}.{role}"
+
+
+def queue_names() -> Iterator[str]:
+    """Every queue the importer uses, its delay and dead-letter queues included."""
+    for kind in KINDS:
+        for role in QUEUE_ROLES:
+            for suffix in ("", ".DQ", ".XQ"):
+                yield queue_name(kind, role) + suffix
+
+
+def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> pika.BlockingConnection:
+    """A connection to RabbitMQ, or :class:`UnavailableError` within ``timeout``."""
+    parameters = pika.URLParameters(url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = timeout
+    parameters.stack_timeout = timeout
+    try:
+        return pika.BlockingConnection(parameters)
+    except Exception as error:  # noqa: BLE001 -- pika raises many kinds
+        raise UnavailableError(
+            f"cannot reach the broker at {redact(url)}: {type(error).__name__}") from None
 
 
 def build_middleware(settings: Settings) -> list[Middleware]:

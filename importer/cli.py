@@ -27,22 +27,22 @@ from .errors import (
     SchemaMissingError,
     UnavailableError,
 )
+from .exitcodes import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NO_SCHEMA,
+    EXIT_OK,
+    EXIT_RUN_ABANDONED,
+    EXIT_RUN_ACTIVE,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
 from .logs import configure_logging
 from .runs import MAX_BATCH_SIZE, active_run
 from .settings import MAX_DELAY_SECONDS, get_settings
 
 logger = logging.getLogger(__name__)
-
-#: Exit codes, documented in docs/cli.md.
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 3
-EXIT_UNAVAILABLE = 4
-EXIT_NO_SCHEMA = 5
-EXIT_RUN_ACTIVE = 6
-EXIT_RUN_ABANDONED = 7
-EXIT_INTERRUPTED = 130
 
 #: The batch sizes a run of each kind takes unless told otherwise.
 DEFAULT_BATCH_SIZE = {"series": 50, "episodes": 100}
@@ -211,7 +211,7 @@ def show_dry_run(kind: Kind, batch_size: int | None, delay: float | None) -> Non
 def run_import(kind: Kind, batch_size: int | None, delay: float | None, *, wait: bool,
                takeover: bool) -> None:
     from .control import start_run, wait_for_run
-    from .progress import RunProgress
+    from .progress import RunProgress, print_run
 
     check_schema()
     embedded = get_settings().broker_url is None
@@ -230,17 +230,6 @@ def run_import(kind: Kind, batch_size: int | None, delay: float | None, *, wait:
         print_run(wait_for_run(run_id, on_progress=RunProgress(), poll=0.2))
 
 
-def print_run(run: Any) -> None:
-    """The run's final counts; an abandoned run is an error (exit code 7)."""
-    click.echo(
-        f"run {run['id']} ({run['kind']}) {run['status']}: {run['batches']} batches, "
-        f"{run['selected']} rows, {run['imported']} imported, {run['not_found']} not found, "
-        f"{run['invalid']} invalid, {run['failed']} failed, {run['discovered']} discovered")
-    if run["status"] == "abandoned":
-        raise RunAbandonedError(
-            f"run {run['id']} was abandoned (another start took over); see `importer status`")
-
-
 for _kind in KINDS:
     cli.add_command(_run_command(_kind))
 
@@ -252,7 +241,7 @@ def status(as_json: bool, follow: bool) -> None:
     """Rows missing, imported and failed per kind; active and recent runs; queues."""
     from rich.console import Console
 
-    from .status import render
+    from .status import render, status_report
 
     check_schema()
     if follow:
@@ -266,26 +255,9 @@ def status(as_json: bool, follow: bool) -> None:
         render(report, Console())
 
 
-def status_report() -> dict[str, Any]:
-    """The status of the catalogue and its runs, with queue depths on RabbitMQ."""
-    from .status import queue_depths
-    from .status import status_report as report_of
-
-    settings = get_settings()
-    with get_engine().connect() as connection:
-        report = report_of(connection, settings)
-    if settings.broker_url:
-        try:
-            report["queues"] = queue_depths(settings.broker_url)
-        except Exception as error:  # noqa: BLE001 -- the status is still worth showing
-            logger.warning("Queue depths unavailable: %s", type(error).__name__)
-            report["queues"] = None
-    return report
-
-
 def follow_active_runs() -> None:
     from .control import wait_for_run
-    from .progress import RunProgress
+    from .progress import RunProgress, print_run
 
     with get_engine().connect() as connection:
         runs = [run for kind in KINDS if (run := active_run(connection, kind))]

@@ -13,7 +13,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from .errors import SchemaMissingError, UnavailableError
-from .settings import get_settings, redact_url
+from .redaction import redact
+from .settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def check_schema(engine: Engine | None = None) -> None:
             tables = set(inspect(connection).get_table_names())
     except OperationalError as error:
         raise UnavailableError(
-            f"cannot reach the database at {redact_url(str(engine.url))}: "
+            f"cannot reach the database at {redact(str(engine.url))}: "
             f"{_first_line(error.orig)}"
         ) from None
     except SQLAlchemyError as error:
@@ -90,7 +91,7 @@ def check_schema(engine: Engine | None = None) -> None:
 
     if not {"series", "episodes", "import_runs", "job_logs"} <= tables:
         raise SchemaMissingError(
-            f"the database at {redact_url(str(engine.url))} has no importer schema; "
+            f"the database at {redact(str(engine.url))} has no importer schema; "
             "run `python -m importer init-db` first"
         )
 

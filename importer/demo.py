@@ -42,12 +42,12 @@ def _configure(api_url: str, database_url: str) -> None:
 
 def _run(show_ids: list[int], server: TvmazeServer) -> None:
     from .catalogue import add_series
-    from .cli import print_run, status_report
     from .control import start_run, wait_for_run
     from .database import get_engine
     from .embedded import embedded_worker
     from .migrate import upgrade
-    from .progress import RunProgress
+    from .progress import RunProgress, print_run
+    from .status import status_report
 
     upgrade()
     with get_engine().begin() as connection:

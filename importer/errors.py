@@ -5,7 +5,9 @@
      ├── UnavailableError       the database or the broker cannot be reached
      ├── SchemaMissingError     the database has no (or an old) schema
      ├── RunActiveError         a run of the same kind is already active
- ├── RunAbandonedError      a followed run ended without completing
+     ├── RunAbandonedError      a followed run ended without completing
+     ├── RunNotFoundError       no run has the given id
+     ├── RunTimeoutError        a followed run did not finish in time
      └── ApiError               the TVmaze API did not give usable data
           ├── NotFoundError         404: the show or episode does not exist
           ├── InvalidPayloadError   the body is not the JSON we expect
@@ -52,6 +54,14 @@ class RunActiveError(ImporterError):
 
 class RunAbandonedError(ImporterError):
     """Raised when a run being followed is abandoned (taken over by another start)."""
+
+
+class RunNotFoundError(ImporterError):
+    """Raised when a run to follow does not exist."""
+
+
+class RunTimeoutError(ImporterError):
+    """Raised when a followed run is still going when its caller's timeout ends."""
 
 
 class ApiError(ImporterError):

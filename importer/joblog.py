@@ -29,6 +29,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 from sqlalchemy import Connection, Engine
 
+from .exitcodes import EXIT_CONFIG
 from .logs import RedactingFilter, configure_logging, structured_fields
 from .schema import job_logs
 
@@ -65,12 +66,9 @@ def job_from_message(message: MessageProxy | dramatiq.Message[Any]) -> Job:
     run_id = kwargs.get("run_id", args[0] if args else None)
 
     item_kind = item_id = None
-    if message.actor_name == "import_series":
+    # NOTE: an episodes item concerns one show's episodes: its series row.
+    if message.actor_name in ("import_series", "import_episodes"):
         item_kind, item_id = "series", kwargs.get("series_id", args[1] if len(args) > 1 else None)
-    elif message.actor_name == "import_episodes":
-        # NOTE: an episodes item concerns one show's episodes: its series row.
-        item_kind, item_id = "series", kwargs.get("series_id",
-                                                  args[1] if len(args) > 1 else None)
 
     return Job(
         job_class=f"{ACTOR_MODULE}.{message.actor_name}",
@@ -93,7 +91,7 @@ class JobLogMiddleware(Middleware):
             # broker URL it would wait forever for messages nobody can send.
             logger.critical("IMPORTER_BROKER_URL is not set: a worker needs RabbitMQ "
                             "(without it, commands run their own embedded worker).")
-            raise SystemExit(3)
+            raise SystemExit(EXIT_CONFIG)
         install_job_log_handler()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:

@@ -8,23 +8,12 @@ once by the CLI and once per worker process (see
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-#: ``scheme://user:password@host`` and ``?token=...`` style secrets.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
-_QUERY_SECRET = re.compile(
-    r"(?P<head>[?&](?:token|api_key|apikey|key|password|secret|access_token)=)[^&\s]*", re.I
-)
-
-
-def redact(text: str) -> str:
-    """``text`` with passwords in URLs and secret query parameters masked."""
-    text = _URL_PASSWORD.sub(r"\g<head>***\g<tail>", text)
-    return _QUERY_SECRET.sub(r"\g<head>***", text)
+from .redaction import redact
 
 
 class RedactingFilter(logging.Filter):

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import RowMapping
 
-from .runs import items_done
+from .errors import RunAbandonedError
+from .runs import ABANDONED, RUNNING, items_done
 
 
 class RunProgress:
@@ -34,7 +35,7 @@ class RunProgress:
         detail = f"batches {run['batches']}, failed {done - run['imported']}"
         if self._bar is not None:
             self._update_bar(run, done, total, detail)
-        elif time.monotonic() - self._last_plain >= self.plain_every or run["status"] != "running":
+        elif time.monotonic() - self._last_plain >= self.plain_every or run["status"] != RUNNING:
             self._last_plain = time.monotonic()
             print(f"run {run['id']} {run['kind']}: {run['status']}, {done}/{total} rows, {detail}",
                   file=self.stream, flush=True)
@@ -46,5 +47,16 @@ class RunProgress:
             self._task = self._bar.add_task(f"{run['kind']} run {run['id']}", total=total,
                                             detail=detail)
         self._bar.update(self._task, completed=done, total=total, detail=detail)  # type: ignore[arg-type]
-        if run["status"] != "running":
+        if run["status"] != RUNNING:
             self._bar.stop()
+
+
+def print_run(run: RowMapping) -> None:
+    """Print a finished run's counts; an abandoned run is an error (exit code 7)."""
+    print(f"run {run['id']} ({run['kind']}) {run['status']}: {run['batches']} batches, "
+          f"{run['selected']} rows, {run['imported']} imported, {run['not_found']} not found, "
+          f"{run['invalid']} invalid, {run['failed']} failed, {run['discovered']} discovered",
+          flush=True)
+    if run["status"] == ABANDONED:
+        raise RunAbandonedError(
+            f"run {run['id']} was abandoned (another start took over); see `importer status`")

@@ -125,12 +125,3 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The settings of this process, read once."""
     return load_settings()
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced, safe to log or print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()

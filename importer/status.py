@@ -10,17 +10,26 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, RowMapping, func, select
 
-from .catalogue import KINDS, Kind, counts, needs_data, recheck_before, table_for
+from .broker import connect, queue_names
+from .catalogue import (
+    KINDS,
+    Kind,
+    count_needing_data,
+    counts,
+    needs_data,
+    recheck_before,
+    table_for,
+)
+from .database import get_engine
+from .errors import ImporterError
 from .runs import active_run, items_done, recent_runs
 from .schema import utcnow
-from .settings import Settings
+from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-QUEUE_ROLES = ("batches", "items")
 
-
-def status_report(connection: Connection, settings: Settings) -> dict[str, Any]:
+def catalogue_report(connection: Connection, settings: Settings) -> dict[str, Any]:
     """Per kind: row counts by state, the active run with rate and ETA, recent runs."""
     report: dict[str, Any] = {}
     for kind in KINDS:
@@ -65,14 +74,29 @@ def run_summary(run: RowMapping, settings: Settings, calls_left: int) -> dict[st
     }
 
 
+def status_report() -> dict[str, Any]:
+    """The status of the catalogue and its runs, with queue depths on RabbitMQ."""
+    settings = get_settings()
+    with get_engine().connect() as connection:
+        report = catalogue_report(connection, settings)
+    if settings.broker_url:
+        try:
+            report["queues"] = queue_depths(settings.broker_url)
+        except ImporterError as error:
+            # NOTE: the database's part of the status is still worth showing.
+            logger.warning("Queue depths unavailable: %s", error)
+            report["queues"] = None
+    return report
+
+
 def dry_run(connection: Connection, kind: Kind, recheck_days: float) -> dict[str, int]:
     """What a run would import now, and the API calls it would take."""
-    table = table_for(kind)
-    wanted = needs_data(table, recheck_before(recheck_days))
-    rows = connection.execute(select(func.count()).select_from(table).where(wanted)).scalar_one()
+    rows = count_needing_data(connection, kind, recheck_days)
     if kind == "series":
         calls = rows
     else:
+        table = table_for(kind)
+        wanted = needs_data(table, recheck_before(recheck_days))
         shows = select(func.count(func.distinct(table.c.series_id))).where(wanted)
         calls = connection.execute(shows).scalar_one()
     return {"rows": int(rows), "api_calls": int(calls)}
@@ -80,24 +104,19 @@ def dry_run(connection: Connection, kind: Kind, recheck_days: float) -> dict[str
 
 def queue_depths(broker_url: str) -> dict[str, dict[str, int]]:
     """Ready messages and consumers of each importer queue on RabbitMQ."""
-    parameters = pika.URLParameters(broker_url)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 5
     depths: dict[str, dict[str, int]] = {}
-    connection = pika.BlockingConnection(parameters)
+    connection = connect(broker_url)
     try:
-        for kind in KINDS:
-            for role in QUEUE_ROLES:
-                for suffix in ("", ".DQ", ".XQ"):
-                    name = f"importer.{kind}.{role}{suffix}"
-                    channel = connection.channel()
-                    try:
-                        declared = channel.queue_declare(name, passive=True)
-                    except pika.exceptions.ChannelClosedByBroker:
-                        continue
-                    depths[name] = {"ready": declared.method.message_count,
-                                    "consumers": declared.method.consumer_count}
-                    channel.close()
+        for name in queue_names():
+            # NOTE: a passive declare of a missing queue closes its channel.
+            channel = connection.channel()
+            try:
+                declared = channel.queue_declare(name, passive=True)
+            except pika.exceptions.ChannelClosedByBroker:
+                continue
+            depths[name] = {"ready": declared.method.message_count,
+                            "consumers": declared.method.consumer_count}
+            channel.close()
     finally:
         connection.close()
     return depths

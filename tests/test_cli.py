@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from importer.cli import (
+from importer.exitcodes import (
     EXIT_CONFIG,
     EXIT_NO_SCHEMA,
     EXIT_OK,

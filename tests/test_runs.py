@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from importer.catalogue import add_series
-from importer.cli import EXIT_RUN_ACTIVE
 from importer.control import start_run
 from importer.errors import RunActiveError
+from importer.exitcodes import EXIT_RUN_ACTIVE
 from importer.joblog import flush_job_logs
 from importer.runs import stale_after
 from importer.schema import import_runs, series, utcnow

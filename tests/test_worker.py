@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from importer.exitcodes import EXIT_CONFIG
+
 
 def test_a_worker_without_a_broker_url_stops_at_once_and_says_why() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMPORTER_")}
@@ -15,7 +17,7 @@ def test_a_worker_without_a_broker_url_stops_at_once_and_says_why() -> None:
         [sys.executable, "-m", "dramatiq", "importer.actors", "--processes", "1",
          "--threads", "1"], env=env, capture_output=True, text=True, timeout=60, check=False)
 
-    assert result.returncode == 3
+    assert result.returncode == EXIT_CONFIG
     assert "IMPORTER_BROKER_URL is not set" in result.stderr
 
 
@@ -26,5 +28,5 @@ def test_a_scheduler_without_a_broker_url_stops_at_once_and_says_why() -> None:
     result = subprocess.run([scheduler, "importer.actors"], env=env, capture_output=True,
                             text=True, timeout=60, check=False)
 
-    assert result.returncode != 0
+    assert result.returncode == EXIT_CONFIG
     assert "IMPORTER_BROKER_URL is not set" in result.stderr
