@@ -6,7 +6,8 @@ Importing it builds the broker from the settings (RabbitMQ when
 * ``import_missing_series`` and ``import_missing_episodes``: the batch
   actors, one step of a run each (see :mod:`importer.batches`);
 * ``import_series`` and ``import_episodes``: the item actors (see
-  :mod:`importer.items`);
+  :mod:`importer.items`), and ``record_exhausted_item``, which gives the
+  rows of an item whose retries are spent their failed outcome;
 * ``scheduled_series_import`` and ``scheduled_episodes_import``: the
   daily schedule, run by ``periodiq importer.actors``.
 """
@@ -24,11 +25,18 @@ from periodiq import cron
 from sqlalchemy import RowMapping
 
 from . import batches, items
-from .broker import is_embedded, queue_name, setup_broker
+from .broker import EXHAUSTED_QUEUE, is_embedded, queue_name, setup_broker
 from .catalogue import Kind
 from .errors import RunActiveError, TransientApiError
 from .exitcodes import EXIT_CONFIG
-from .runs import BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT, ITEM_TIME_LIMIT
+from .limits import (
+    BATCH_MAX_BACKOFF,
+    BATCH_TIME_LIMIT,
+    ITEM_MAX_BACKOFF,
+    ITEM_TIME_LIMIT,
+    MIN_BACKOFF,
+)
+from .redaction import redact
 from .settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -61,14 +69,15 @@ def retry_when(retries: int, exception: BaseException) -> bool:
 _batch_options: dict[str, Any] = {
     "time_limit": BATCH_TIME_LIMIT * 1000,
     "retry_when": retry_when,
-    "min_backoff": 2_000,
+    "min_backoff": MIN_BACKOFF * 1000,
     "max_backoff": BATCH_MAX_BACKOFF * 1000,
 }
 _item_options: dict[str, Any] = {
     "time_limit": ITEM_TIME_LIMIT * 1000,
     "retry_when": retry_when,
-    "min_backoff": 2_000,
-    "max_backoff": 60_000,
+    "min_backoff": MIN_BACKOFF * 1000,
+    "max_backoff": ITEM_MAX_BACKOFF * 1000,
+    "on_retry_exhausted": "record_exhausted_item",
 }
 
 
@@ -94,6 +103,15 @@ def import_series(run_id: int, series_id: int) -> None:
 def import_episodes(run_id: int, series_id: int, episode_ids: list[int]) -> None:
     """Fetch one show's episode list and fill the given episodes."""
     items.import_episodes(run_id, series_id, episode_ids)
+
+
+@dramatiq.actor(queue_name=EXHAUSTED_QUEUE, **_batch_options)
+def record_exhausted_item(message: dict[str, Any], retries: dict[str, Any]) -> None:
+    """Record the rows of an item message whose retries are spent as failed."""
+    traceback = message.get("options", {}).get("traceback") or ""
+    reason = traceback.strip().splitlines()[-1] if traceback.strip() else "retries exhausted"
+    items.give_up(message["actor_name"], message["args"],
+                  redact(f"retries exhausted after {retries.get('retries')}: {reason}")[:1000])
 
 
 BATCH_ACTORS: dict[Kind, dramatiq.Actor[Any, Any]] = {

@@ -28,21 +28,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, RowMapping, Table, select, tuple_, update
+import dramatiq
+from sqlalchemy import Connection, RowMapping, Table, and_, or_, select, tuple_, update
 
 from . import metrics
 from .catalogue import Kind, needs_data, recheck_before, table_for
 from .database import transaction
 from .joblog import log_in_transaction
+from .limits import DRAIN_TIMEOUT, SUCCESSOR_GRACE
 from .runs import COMPLETED, RUNNING, get_run, items_done, lock_run
 from .schema import import_runs, utcnow
 from .settings import get_settings
 
 logger = logging.getLogger(__name__)
-
-#: How long a draining run waits for its last items before closing anyway.
-#: Items give up after their own retries, well within this.
-DRAIN_TIMEOUT = timedelta(minutes=15)
 
 #: Longest and shortest wait between two checks of a draining run.
 DRAIN_POLL_SECONDS = 2.0
@@ -91,9 +89,7 @@ def run_step(kind: Kind, run_id: int, step: int, dispatcher: Dispatcher) -> None
         if step == run["step"]:
             successor = _carry_out(connection, run, dispatcher, ahead)
         elif step == run["step"] - 1 and not run["successor_sent"]:
-            logger.warning("Step %d of run %d was done but its successor was never sent; "
-                           "sending it now.", step, run_id, extra={"run_id": run_id, "step": step})
-            successor = (run["step"], _next_delay(run))
+            successor = _unsent_successor(run, step)
         else:
             logger.info("Step %d of run %d already done; duplicate message ignored.", step,
                         run_id, extra={"run_id": run_id, "step": step})
@@ -101,6 +97,26 @@ def run_step(kind: Kind, run_id: int, step: int, dispatcher: Dispatcher) -> None
 
     if successor is not None:
         _send_successor(kind, run_id, *successor, dispatcher=dispatcher)
+
+
+def _unsent_successor(run: RowMapping, step: int) -> tuple[int, float]:
+    """The successor of a done step that was never marked as sent, to send it now.
+
+    NOTE: the delivery that did the step may still be sending it: a
+    duplicate delivered at the same time finds the step done a moment
+    after its commit.  Sending then would double every later step, so a
+    recent step is checked again later, by retrying this message.
+    """
+    since_step = (utcnow() - run["heartbeat_at"]).total_seconds()
+    if since_step < SUCCESSOR_GRACE:
+        logger.info("Step %d of run %d is done and its successor not yet marked as sent; "
+                    "checking again in %.0f s.", step, run["id"], SUCCESSOR_GRACE - since_step,
+                    extra={"run_id": run["id"], "step": step})
+        raise dramatiq.Retry(delay=int((SUCCESSOR_GRACE - since_step) * 1000) + 1000)
+
+    logger.warning("Step %d of run %d was done but its successor was never sent; "
+                   "sending it now.", step, run["id"], extra={"run_id": run["id"], "step": step})
+    return run["step"], _next_delay(run)
 
 
 def _dispatch_ahead(kind: Kind, run_id: int, step: int,
@@ -196,7 +212,10 @@ def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher,
 def select_next(connection: Connection, kind: Kind, run: RowMapping) -> Selection:
     """The next rows after the run's cursor that need data, by key."""
     table = table_for(kind)
-    wanted = needs_data(table, recheck_before(get_settings().not_found_recheck_days))
+    # NOTE: a step retried after its items were sent must not select the
+    # rows that those items already gave an outcome for this run.
+    wanted = and_(needs_data(table, recheck_before(get_settings().not_found_recheck_days)),
+                  or_(table.c.last_run_id.is_(None), table.c.last_run_id != run["id"]))
     if kind == "series":
         return _select_series(connection, table, wanted, run)
     return _select_episodes(connection, table, wanted, run)
@@ -257,7 +276,7 @@ def _record_batch(connection: Connection, run: RowMapping, selection: Selection,
 def _drain(connection: Connection, run: RowMapping) -> bool:
     """Close the run if its items are done; return True to check again later."""
     done = items_done(run)
-    timed_out = utcnow() - run["draining_since"] > DRAIN_TIMEOUT
+    timed_out = utcnow() - run["draining_since"] > drain_timeout(run["selected"] - done)
     if done < run["selected"] and not timed_out:
         connection.execute(update(import_runs).where(import_runs.c.id == run["id"]).values(
             step=run["step"] + 1, successor_sent=False, heartbeat_at=utcnow()))
@@ -265,6 +284,17 @@ def _drain(connection: Connection, run: RowMapping) -> bool:
 
     _complete(connection, run, pending=run["selected"] - done)
     return False
+
+
+def drain_timeout(outstanding: int) -> timedelta:
+    """How long a draining run waits for its ``outstanding`` items before closing anyway.
+
+    NOTE: the items may still be queued behind each other: they need the
+    budget's time for their calls, and :data:`DRAIN_TIMEOUT` beyond it.
+    A run whose items are stuck (given up, lost) closes that much later.
+    """
+    budget_time = max(outstanding, 0) * get_settings().api_interval
+    return timedelta(seconds=DRAIN_TIMEOUT + budget_time)
 
 
 def _complete(connection: Connection, run: RowMapping, pending: int) -> None:
@@ -285,8 +315,8 @@ def _complete(connection: Connection, run: RowMapping, pending: int) -> None:
         extra={"run_id": run["id"], "event": "run_completed", "duration_seconds": seconds,
                "pending": pending, **fields})
     if pending > 0:
-        logger.warning("Run %d closed with %d items still pending after %s.", run["id"], pending,
-                       DRAIN_TIMEOUT, extra={"run_id": run["id"], "pending": pending})
+        logger.warning("Run %d closed with %d items still pending.", run["id"], pending,
+                       extra={"run_id": run["id"], "pending": pending})
 
 
 def _send_successor(kind: Kind, run_id: int, step: int, delay: float, *,

@@ -29,17 +29,17 @@ from periodiq import PeriodiqMiddleware
 from .catalogue import KINDS
 from .errors import UnavailableError
 from .joblog import JobLogMiddleware
+from .limits import BATCH_MAX_BACKOFF, MIN_BACKOFF
 from .redaction import redact
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-#: Longest delivery RabbitMQ may leave unacked (``consumer_timeout``),
-#: which is also the longest a delayed message may wait in a worker.
-RABBITMQ_CONSUMER_TIMEOUT_MS = 30 * 60 * 1000
-
 #: The two queues of each kind of import.
 QUEUE_ROLES = ("batches", "items")
+
+#: Item messages whose retries are spent, on their way to a failed outcome.
+EXHAUSTED_QUEUE = "importer.exhausted"
 
 #: Seconds to wait for RabbitMQ before a command says it is unreachable.
 CONNECT_TIMEOUT = 5.0
@@ -52,10 +52,10 @@ def queue_name(kind: str, role: str) -> str:
 
 def queue_names() -> Iterator[str]:
     """Every queue the importer uses, its delay and dead-letter queues included."""
-    for kind in KINDS:
-        for role in QUEUE_ROLES:
-            for suffix in ("", ".DQ", ".XQ"):
-                yield queue_name(kind, role) + suffix
+    names = [queue_name(kind, role) for kind in KINDS for role in QUEUE_ROLES]
+    for name in [*names, EXHAUSTED_QUEUE]:
+        for suffix in ("", ".DQ", ".XQ"):
+            yield name + suffix
 
 
 def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> pika.BlockingConnection:
@@ -82,7 +82,8 @@ def build_middleware(settings: Settings) -> list[Middleware]:
         Pipelines(),
         # NOTE: the default backoff grows to 7 days, far past RabbitMQ's
         # consumer timeout; every actor here sets its own bounds.
-        Retries(max_retries=5, min_backoff=2_000, max_backoff=300_000),
+        Retries(max_retries=5, min_backoff=MIN_BACKOFF * 1000,
+                max_backoff=BATCH_MAX_BACKOFF * 1000),
         CurrentMessage(),
         PeriodiqMiddleware(skip_delay=300),
         # NOTE: after Prometheus, which sets up multiprocess metrics at boot.

@@ -26,7 +26,8 @@ import time
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from .errors import RateLimitedError
+from .errors import BudgetFullError
+from .limits import BUDGET_MAX_WAIT
 from .schema import api_budget
 
 logger = logging.getLogger(__name__)
@@ -49,12 +50,12 @@ class ApiBudget:
     """Hands out call slots a little over ``period / calls`` seconds apart.
 
     ``max_wait`` bounds how far ahead a caller may book: a caller that
-    would wait longer gets :class:`RateLimitedError` instead, so that
+    would wait longer gets :class:`BudgetFullError` instead, so that
     its message is retried later rather than holding a worker thread.
     """
 
-    def __init__(self, engine: Engine, *, calls: int, period: float, max_wait: float = 20.0,
-                 name: str = "tvmaze") -> None:
+    def __init__(self, engine: Engine, *, calls: int, period: float,
+                 max_wait: float = BUDGET_MAX_WAIT, name: str = "tvmaze") -> None:
         self.engine = engine
         self.period = period
         self.interval = (period * SAFETY_MARGIN + JITTER_SECONDS) / calls
@@ -117,7 +118,7 @@ class ApiBudget:
             slot = max(next_slot, now)
 
             if slot - now > self.max_wait:
-                raise RateLimitedError(retry_after=slot - now)
+                raise BudgetFullError(retry_after=slot - now)
 
             connection.execute(
                 update(api_budget)

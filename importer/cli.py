@@ -38,9 +38,10 @@ from .exitcodes import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
+from .limits import MAX_DELAY_SECONDS
 from .logs import configure_logging
 from .runs import MAX_BATCH_SIZE, active_run
-from .settings import MAX_DELAY_SECONDS, get_settings
+from .settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def follow_active_runs() -> None:
 @cli.command()
 @click.option("--kind", type=click.Choice(KINDS), help="Only records of this kind's actors.")
 @click.option("--run", "run_id", type=click.IntRange(1), help="Only records of this run.")
-@click.option("--status", "job_status", type=click.Choice(["success", "failed"]),
+@click.option("--status", "job_status", type=click.Choice(["success", "retried", "failed"]),
               help="Only execution records with this status.")
 @click.option("--level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                                            case_sensitive=False), help="This level and above.")

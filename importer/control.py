@@ -50,7 +50,10 @@ def start_run(kind: str, batch_size: int | None = None, delay: float | None = No
             f"could not enqueue the first batch: {type(error).__name__}") from None
 
     with get_engine().begin() as connection:
-        connection.execute(update(import_runs).where(import_runs.c.id == run_id)
+        # NOTE: only while step 0 is still to come: once it is done, the
+        # flag speaks of step 1, which step 0 sends.
+        connection.execute(update(import_runs)
+                           .where(import_runs.c.id == run_id, import_runs.c.step == 0)
                            .values(successor_sent=True))
     return run_id
 

@@ -13,6 +13,7 @@
           ├── InvalidPayloadError   the body is not the JSON we expect
           ├── TransientApiError     5xx, timeout, connection error
           └── RateLimitedError      429
+               └── BudgetFullError      the shared budget has no slot soon enough
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class RunTimeoutError(ImporterError):
 
 
 class ApiError(ImporterError):
-    """Base class of the outcomes of an API call that gave no usable data."""
+    """Raised (as one of its subclasses) when an API call gives no usable data."""
 
 
 class NotFoundError(ApiError):
@@ -86,3 +87,15 @@ class RateLimitedError(ApiError):
     def __init__(self, retry_after: float | None) -> None:
         self.retry_after = retry_after
         super().__init__(f"rate limited (Retry-After: {retry_after})")
+
+
+class BudgetFullError(RateLimitedError):
+    """Raised when the shared API budget has no free slot within a caller's wait.
+
+    Not an answer of the API: the allowance is simply booked ahead, and
+    the message is retried once the slots it would wait for have passed.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.args = (f"API budget booked {retry_after:.1f} s ahead",)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import dramatiq
 import httpx
@@ -36,6 +36,7 @@ from .catalogue import insert_ignoring_duplicates
 from .database import get_engine, transaction
 from .errors import (
     ApiError,
+    BudgetFullError,
     InvalidPayloadError,
     NotFoundError,
     RateLimitedError,
@@ -178,15 +179,15 @@ def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[i
         # list can be new, and a short insert is much cheaper than a long one.
         discovered = _discover(connection, series_id,
                                {t: data for t, data in parsed.items() if t not in known})
-        for row_id, reason in bad.items():
-            _record_outcome(connection, episodes, run_id, [row_id], INVALID, reason)
+        invalid_rows = sum(_record_outcome(connection, episodes, run_id, [row_id], INVALID, reason)
+                           for row_id, reason in bad.items())
         not_found = _record_outcome(connection, episodes, run_id, gone, NOT_FOUND,
                                     "not in the show's episode list")
-        _count(connection, "episodes", run_id, imported=imported, invalid=len(bad),
+        _count(connection, "episodes", run_id, imported=imported, invalid=invalid_rows,
                not_found=not_found, discovered=discovered)
 
     for row_id, reason in bad.items():
-        logger.warning("Episode row %d has an invalid payload: %s", row_id, reason,
+        logger.warning("Episode row %d has an invalid payload: %s.", row_id, reason,
                        extra={"row_id": row_id, "outcome": INVALID, "reason": reason})
 
 
@@ -218,7 +219,7 @@ def _listed_episodes(payload: Any) -> list[tuple[int, int | None, int | None]]:
     try:
         entries = embedded_episodes(payload)
     except InvalidPayloadError as error:
-        logger.warning("Embedded episodes ignored: %s", error, extra={"reason": str(error)})
+        logger.warning("Embedded episodes ignored: %s.", error, extra={"reason": str(error)})
         return []
 
     listed = []
@@ -295,30 +296,51 @@ def _handle_failure(table: Table, run_id: int, row_ids: list[int], error: ApiErr
                     what: str) -> None:
     """Record a failed call's outcome, or raise to have the message retried."""
     if isinstance(error, RateLimitedError):
-        metrics.rate_limited(table.name)
-        _retry_later(error, what)
+        _retry_later(error, table.name, what)
 
-    outcome = {NotFoundError: NOT_FOUND, InvalidPayloadError: INVALID}.get(type(error))
-    if outcome is None and isinstance(error, TransientApiError):
-        attempt = transient_attempts() + 1
-        if attempt <= get_settings().max_item_retries:
-            _record_attempt(table, row_ids, str(error))
-            logger.warning("Attempt %d for %s failed: %s; retrying.", attempt, what, error,
-                           extra={"rows": row_ids, "attempt": attempt, "reason": str(error)})
-            raise error
-        outcome = FAILED
+    outcome = {NotFoundError: NOT_FOUND, InvalidPayloadError: INVALID}.get(type(error), FAILED)
+    attempt = transient_attempts() + 1
+    if isinstance(error, TransientApiError) and attempt <= get_settings().max_item_retries:
+        _record_attempt(table, row_ids, str(error))
+        logger.warning("Attempt %d for %s failed: %s; retrying.", attempt, what, error,
+                       extra={"rows": row_ids, "attempt": attempt, "reason": str(error)})
+        raise error
 
-    with transaction() as connection:
-        recorded = _record_outcome(connection, table, run_id, row_ids, outcome or FAILED,
-                                   str(error))
-        _count(connection, table.name, run_id, **{outcome or FAILED: recorded})
+    record_failure(table, run_id, row_ids, outcome, str(error))
     level = logging.INFO if outcome == NOT_FOUND else logging.WARNING
     logger.log(level, "No data for %s: %s (%s).", what, outcome, error, extra={
-        "rows": row_ids, "outcome": outcome, "reason": str(error),
-        "attempt": transient_attempts() + 1})
+        "rows": row_ids, "outcome": outcome, "reason": str(error), "attempt": attempt})
 
 
-def _retry_later(error: RateLimitedError, what: str) -> None:
+def record_failure(table: Table, run_id: int, row_ids: list[int], outcome: str,
+                   reason: str) -> int:
+    """Give rows a failure outcome for the run and count it; return how many changed."""
+    with transaction() as connection:
+        recorded = _record_outcome(connection, table, run_id, row_ids, outcome, reason)
+        _count(connection, table.name, run_id, **{outcome: recorded})
+    return recorded
+
+
+def give_up(actor_name: str, args: Sequence[Any], reason: str) -> None:
+    """Record the rows of an item message whose retries are spent as failed.
+
+    NOTE: a message fails for good after its retries (the database was
+    away for too long, a bug); without this its rows would have no
+    outcome, and their run would wait for them until its drain timeout.
+    """
+    run_id, series_id, *rest = args
+    if actor_name == "import_series":
+        table, row_ids = series, [series_id]
+    else:
+        table, row_ids = episodes, list(rest[0])
+
+    recorded = record_failure(table, run_id, row_ids, FAILED, reason)
+    logger.warning("Gave up on %s for rows %s: %s.", actor_name, row_ids, reason, extra={
+        "run_id": run_id, "rows": row_ids, "outcome": FAILED, "reason": reason,
+        "recorded": recorded})
+
+
+def _retry_later(error: RateLimitedError, kind: str, what: str) -> NoReturn:
     message = CurrentMessage.get_current_message()
     if message is not None:
         # NOTE: Retries counts every retry; 429s are counted apart so
@@ -326,8 +348,15 @@ def _retry_later(error: RateLimitedError, what: str) -> None:
         message.options["rate_limited"] = message.options.get("rate_limited", 0) + 1
 
     seconds = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
-    logger.warning("Rate limited on %s; retrying in %.1f s.", what, seconds,
-                   extra={"retry_after": seconds})
+    if isinstance(error, BudgetFullError):
+        # NOTE: no answer of the API: the allowance is booked ahead, which
+        # is the budget doing its work, not a fault.
+        logger.debug("API budget full for %s; retrying in %.1f s.", what, seconds,
+                     extra={"retry_after": seconds})
+    else:
+        metrics.rate_limited(kind)
+        logger.warning("Rate limited on %s; retrying in %.1f s.", what, seconds,
+                       extra={"retry_after": seconds})
     raise dramatiq.Retry(delay=int(seconds * 1000))
 
 
@@ -399,4 +428,4 @@ def _still_open(row: Any, run_id: int) -> bool:
     return bool(row["last_run_id"] != run_id)
 
 
-__all__ = ["import_episodes", "import_series"]
+__all__ = ["give_up", "import_episodes", "import_series"]

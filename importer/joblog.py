@@ -113,8 +113,13 @@ class JobLogMiddleware(Middleware):
         if exception is None:
             logger.info("Job %s succeeded.", job.job_class, extra={
                 "status": "success", "duration_ms": round(duration_ms, 1)})
+        elif isinstance(exception, dramatiq.Retry):
+            # NOTE: asked for on purpose (a 429, a full budget, a step
+            # still being sent): not a failure to alarm anyone.
+            logger.info("Job %s will be retried: %s.", job.job_class, exception, extra={
+                "status": "retried", "duration_ms": round(duration_ms, 1)})
         else:
-            logger.warning("Job %s failed: %s", job.job_class, exception, extra={
+            logger.warning("Job %s failed: %s.", job.job_class, exception, extra={
                 "status": "failed", "duration_ms": round(duration_ms, 1),
                 "error": type(exception).__name__})
         _current_job.set(None)

@@ -11,9 +11,11 @@ import re
 #: ``scheme://user:password@host``: the password goes, the user stays.
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
 
-#: ``?token=...`` and the like, wherever a query string appears.
+#: ``?token=...``, ``&client_secret=...`` and the like, wherever a query
+#: string appears: any parameter whose name has one of these words in it.
 _QUERY_SECRET = re.compile(
-    r"(?P<head>[?&](?:token|api_key|apikey|key|password|secret|access_token)=)[^&\s]*", re.I
+    r"(?P<head>[?&][\w.-]*(?:token|key|secret|passw|pwd|auth|sig|credential)[\w.-]*=)[^&\s]*",
+    re.I,
 )
 
 

@@ -24,8 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from .catalogue import KINDS, Kind, count_needing_data
 from .database import get_engine
 from .errors import ConfigurationError, RunActiveError
+from .limits import BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT, MAX_DELAY_SECONDS
 from .schema import import_runs, utcnow
-from .settings import MAX_DELAY_SECONDS, get_settings
+from .settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +35,6 @@ COMPLETED = "completed"
 ABANDONED = "abandoned"
 
 MAX_BATCH_SIZE = 10_000
-
-#: Time limits of the actors, in seconds (see importer.actors).
-BATCH_TIME_LIMIT = 120
-ITEM_TIME_LIMIT = 60
-
-#: Longest backoff between two tries of a failed batch, in seconds.
-BATCH_MAX_BACKOFF = 300
 
 
 def check_options(kind: str, batch_size: int | None,

@@ -9,16 +9,11 @@ from __future__ import annotations
 import functools
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
-
-#: RabbitMQ requeues a delivery left unacked longer than its
-#: ``consumer_timeout`` (30 minutes by default).  Dramatiq keeps delayed
-#: messages unacked in the worker until they are due, so every delay and
-#: backoff stays well below that.
-MAX_DELAY_SECONDS = 15 * 60
+from .limits import BUDGET_MAX_WAIT, ITEM_TIME_LIMIT, MAX_DELAY_SECONDS, max_call_seconds
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 BROKER_SCHEMES = ("amqp", "amqps")
@@ -105,6 +100,17 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _calls_end_within_the_item_time_limit(self) -> Settings:
+        # NOTE: TimeLimit cannot interrupt a blocked socket read, so the
+        # timeouts themselves must end a call before its actor's limit.
+        if max_call_seconds(self.connect_timeout, self.read_timeout) >= ITEM_TIME_LIMIT:
+            longest = ITEM_TIME_LIMIT - BUDGET_MAX_WAIT
+            raise ValueError(
+                f"IMPORTER_CONNECT_TIMEOUT and IMPORTER_READ_TIMEOUT: 2 * connect + read must "
+                f"stay below {longest} s, so that a call ends within its item's time limit")
+        return self
+
     @property
     def api_interval(self) -> float:
         """Seconds between two calls when the allowance is spent evenly."""
@@ -117,8 +123,11 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as error:
         first = error.errors()[0]
-        name = "IMPORTER_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise ConfigurationError(f"{name}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:
+            # NOTE: a check of several settings names them itself.
+            raise ConfigurationError(message) from None
+        raise ConfigurationError(f"IMPORTER_{str(first['loc'][0]).upper()}: {message}") from None
 
 
 @functools.lru_cache(maxsize=1)

@@ -84,7 +84,7 @@ def status_report() -> dict[str, Any]:
             report["queues"] = queue_depths(settings.broker_url)
         except ImporterError as error:
             # NOTE: the database's part of the status is still worth showing.
-            logger.warning("Queue depths unavailable: %s", error)
+            logger.warning("Queue depths unavailable: %s.", error)
             report["queues"] = None
     return report
 

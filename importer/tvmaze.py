@@ -18,6 +18,7 @@ import httpx
 from . import metrics
 from .budget import ApiBudget
 from .errors import InvalidPayloadError, NotFoundError, RateLimitedError, TransientApiError
+from .limits import MAX_RATE_LIMIT_WAIT
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ class TvmazeClient:
             raise NotFoundError(f"HTTP 404 for {response.request.url.path}")
         if status == 429:
             wait = retry_after_seconds(response.headers.get("Retry-After")) or self._pause()
+            # NOTE: a retry waits unacked in the worker, where a wait past
+            # RabbitMQ's consumer timeout would have it delivered again.
+            wait = min(wait, MAX_RATE_LIMIT_WAIT)
             if self.budget is not None:
                 self.budget.defer(wait)
             raise RateLimitedError(wait)

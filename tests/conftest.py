@@ -41,6 +41,8 @@ def require_service(name: str, host: str, port: int) -> None:
 @pytest.fixture(scope="session")
 def recorded() -> RecordedCatalogue:
     if not DATA.is_dir():
+        if IN_CI:
+            pytest.fail(f"recorded TVmaze data not found at {DATA}, and CI needs it")
         pytest.skip(f"recorded TVmaze data not found at {DATA}")
     return RecordedCatalogue(DATA)
 

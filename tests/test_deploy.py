@@ -22,9 +22,14 @@ from typing import Any
 
 import pytest
 
-from importer.broker import RABBITMQ_CONSUMER_TIMEOUT_MS
-from importer.runs import BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT, ITEM_TIME_LIMIT
-from importer.settings import MAX_DELAY_SECONDS, Settings
+from importer.limits import (
+    BATCH_MAX_BACKOFF,
+    BATCH_TIME_LIMIT,
+    ITEM_TIME_LIMIT,
+    MAX_DELAY_SECONDS,
+    RABBITMQ_CONSUMER_TIMEOUT,
+)
+from importer.settings import Settings
 
 from .conftest import RABBITMQ_URL, require_service
 
@@ -236,7 +241,7 @@ def test_rabbitmq_gets_a_consumer_timeout_well_above_every_delay(
               (line.split("=", 1) for line in lines if line.strip() and line[0] != "#")}
     timeout_ms = int(config["consumer_timeout"])
 
-    assert timeout_ms == RABBITMQ_CONSUMER_TIMEOUT_MS
+    assert timeout_ms == RABBITMQ_CONSUMER_TIMEOUT * 1000
     for longest_wait in (MAX_DELAY_SECONDS, BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT):
         assert longest_wait * 1000 * 2 <= timeout_ms
     assert "./rabbitmq.conf:/etc/rabbitmq/conf.d/20-importer.conf:ro" in \

@@ -1,0 +1,125 @@
+"""Batch steps delivered more than once, and items whose retries are spent."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+import pytest
+from sqlalchemy import Engine, RowMapping, select, update
+
+from importer import actors, batches
+from importer.catalogue import Kind, add_series
+from importer.runs import create_run, get_run
+from importer.schema import import_runs, series, utcnow
+
+from .conftest import run_to_end
+
+
+class HeldDispatcher:
+    """Counts what a step sends, and holds its first successor until released."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.sending = threading.Event()
+        self.release = threading.Event()
+
+    def send_items(self, kind: Kind, run_id: int, rows: Sequence[RowMapping]) -> int:
+        return len(rows)
+
+    def send_step(self, kind: Kind, run_id: int, step: int, delay_seconds: float) -> None:
+        self.steps.append(step)
+        if len(self.steps) == 1:
+            self.sending.set()
+            assert self.release.wait(timeout=30)
+
+
+def new_run(database: Engine, shows: int = 5, batch_size: int = 2) -> int:
+    with database.begin() as connection:
+        add_series(connection, list(range(1, shows + 1)))
+    return create_run("series", batch_size, 0.0, engine=database)
+
+
+def run_row(database: Engine, run_id: int) -> RowMapping:
+    with database.connect() as connection:
+        run = get_run(connection, run_id)
+    assert run is not None
+    return run
+
+
+def test_a_duplicate_delivered_while_its_step_sends_the_successor_sends_none(
+        database: Engine) -> None:
+    run_id = new_run(database)
+    dispatcher = HeldDispatcher()
+    first = threading.Thread(target=batches.run_step, args=("series", run_id, 0, dispatcher))
+    first.start()
+    assert dispatcher.sending.wait(timeout=30)
+
+    with pytest.raises(dramatiq.Retry):
+        batches.run_step("series", run_id, 0, dispatcher)
+    dispatcher.release.set()
+    first.join(timeout=30)
+    batches.run_step("series", run_id, 0, dispatcher)
+
+    assert dispatcher.steps == [1]
+    run = run_row(database, run_id)
+    assert (run["step"], run["batches"], run["selected"], run["successor_sent"]) == \
+        (1, 1, 2, True)
+
+
+def test_a_step_whose_successor_was_never_sent_sends_it_once_the_grace_has_passed(
+        database: Engine) -> None:
+    run_id = new_run(database)
+    dispatcher = HeldDispatcher()
+    dispatcher.release.set()
+    batches.run_step("series", run_id, 0, dispatcher)
+    with database.begin() as connection:
+        # As if the worker died between the step's commit and its send.
+        connection.execute(update(import_runs).where(import_runs.c.id == run_id).values(
+            successor_sent=False, heartbeat_at=utcnow() - timedelta(minutes=5)))
+
+    batches.run_step("series", run_id, 0, dispatcher)
+    batches.run_step("series", run_id, 0, dispatcher)
+
+    assert dispatcher.steps == [1, 1]
+    run = run_row(database, run_id)
+    assert (run["step"], run["batches"], run["successor_sent"]) == (1, 1, True)
+
+
+def test_a_retried_step_does_not_select_rows_that_already_have_their_outcome_in_the_run(
+        database: Engine) -> None:
+    run_id = new_run(database, shows=3, batch_size=3)
+    with database.begin() as connection:
+        # The items of a first try of step 0, whose own commit failed.
+        connection.execute(update(series).where(series.c.tvmaze_id == 2).values(
+            outcome="failed", last_run_id=run_id))
+
+    with database.connect() as connection:
+        selection = batches.select_next(connection, "series", run_row(database, run_id))
+
+    assert [row["tvmaze_id"] for row in selection.rows] == [1, 3]
+
+
+def test_an_item_whose_retries_are_spent_gets_a_failed_outcome_and_its_run_ends(
+        database: Engine, worker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        def show(self, tvmaze_id: int, *, embed_episodes: bool = False) -> Any:
+            raise RuntimeError("a bug in the item")
+
+    with database.begin() as connection:
+        add_series(connection, [1, 2])
+    monkeypatch.setattr(actors, "MAX_RETRIES", 1)
+    monkeypatch.setattr("importer.items.get_client", Broken)
+
+    run = run_to_end("series", timeout=60)
+
+    with database.connect() as connection:
+        stored = list(connection.execute(select(series).order_by(series.c.id)).mappings())
+    assert [row["outcome"] for row in stored] == ["failed", "failed"]
+    assert all("RuntimeError: a bug in the item" in row["last_error"] for row in stored)
+    assert all(row["failed_runs"] == 1 and row["data_last_updated_at"] is None
+               for row in stored)
+    assert (run["status"], run["failed"], run["imported"]) == ("completed", 2, 0)
