@@ -26,6 +26,7 @@ import time
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from .database import autocommit
 from .errors import BudgetFullError
 from .limits import BUDGET_MAX_WAIT
 from .schema import api_budget
@@ -134,7 +135,7 @@ class ApiBudget:
         than ``max_wait`` away: the long way creates the row, or raises.
         """
         params = {"name": self.name, "interval": self.interval, "max_wait": self.max_wait}
-        with self.engine.begin() as connection:
+        with autocommit(self.engine) as connection:
             booked = connection.execute(_BOOK_AT_ONCE, params).first()
         if booked is None:
             return None

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from . import metrics
 from .budget import ApiBudget
 from .catalogue import insert_ignoring_duplicates
-from .database import get_engine, transaction
+from .database import autocommit, get_engine, transaction
 from .errors import (
     ApiError,
     BudgetFullError,
@@ -100,7 +100,7 @@ def reset_client() -> None:
 
 def import_series(run_id: int, series_id: int) -> None:
     """Fetch one show, store it and register its regular episodes."""
-    with transaction() as connection:
+    with autocommit() as connection:
         row = _load(connection, series, series_id)
     if row is None or not _still_open(row, run_id):
         return
@@ -130,7 +130,7 @@ def import_episodes(run_id: int, series_id: int, episode_ids: Sequence[int]) -> 
     recorded as not found; one that does not parse, as invalid: each
     row fails alone.
     """
-    with transaction() as connection:
+    with autocommit() as connection:
         show = _load(connection, series, series_id)
         rows = [r for r in _load_many(connection, episodes, episode_ids)
                 if _still_open(r, run_id)]
