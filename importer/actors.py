@@ -8,8 +8,9 @@ Importing it builds the broker from the settings (RabbitMQ when
 * ``import_series`` and ``import_episodes``: the item actors (see
   :mod:`importer.items`), and ``record_exhausted_item``, which gives the
   rows of an item whose retries are spent their failed outcome;
-* ``scheduled_series_import`` and ``scheduled_episodes_import``: the
-  daily schedule, run by ``periodiq importer.actors``.
+* ``scheduled_series_import``, ``scheduled_episodes_import`` and
+  ``scheduled_prune_logs``: the daily schedule, run by
+  ``periodiq importer.actors``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from sqlalchemy import RowMapping
 from . import batches, items
 from .broker import EXHAUSTED_QUEUE, is_embedded, queue_name, setup_broker
 from .catalogue import Kind
+from .database import get_engine
 from .errors import RunActiveError, TransientApiError
 from .exitcodes import EXIT_CONFIG
 from .limits import (
@@ -36,6 +39,7 @@ from .limits import (
     ITEM_TIME_LIMIT,
     MIN_BACKOFF,
 )
+from .logbook import prune_logs
 from .redaction import redact
 from .settings import get_settings
 
@@ -166,3 +170,11 @@ def scheduled_series_import() -> None:
 def scheduled_episodes_import() -> None:
     """Start the daily episodes import, unless one is running."""
     _scheduled("episodes")
+
+
+@dramatiq.actor(periodic=cron(get_settings().prune_schedule), max_retries=0)
+def scheduled_prune_logs() -> None:
+    """Delete the ``job_logs`` records older than ``IMPORTER_LOG_RETENTION_DAYS``."""
+    days = get_settings().log_retention_days
+    if days > 0:
+        prune_logs(get_engine(), timedelta(days=days))

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     series_schedule: str = "0 3 * * *"
     episodes_schedule: str = "30 3 * * *"
 
+    #: Days the schedule keeps ``job_logs`` records (0: forever), and when it prunes them.
+    log_retention_days: float = Field(default=90.0, ge=0, le=36_500)
+    prune_schedule: str = "0 4 * * *"
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -81,7 +85,7 @@ class Settings(BaseSettings):
             raise ValueError("expected amqp://user:password@host:port/vhost")
         return value
 
-    @field_validator("series_schedule", "episodes_schedule")
+    @field_validator("series_schedule", "episodes_schedule", "prune_schedule")
     @classmethod
     def _cron_spec(cls, value: str) -> str:
         from periodiq import cron
