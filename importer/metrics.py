@@ -5,14 +5,17 @@ middleware, which serves every worker process's metrics on port 9191
 (``dramatiq_prom_port``).  That middleware switches prometheus_client
 to multiprocess mode when a worker process boots, so the importer's
 metrics are created on first use, after that switch, never at import.
+
+NOTE: prometheus_client picks its mode once, when it is first
+imported; this module imports it only when the first metric is made.
+An import at the top would fix the mode before the worker boots, and
+the exposition server would find no metric of any process.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any
-
-from prometheus_client import Counter, Gauge, Histogram
 
 _lock = threading.Lock()
 _metrics: dict[str, Any] = {}
@@ -26,6 +29,8 @@ def _get(name: str) -> Any:
 
 
 def _create() -> dict[str, Any]:
+    from prometheus_client import Counter, Gauge, Histogram
+
     return {
         "api_calls": Counter("importer_api_calls_total",
                              "TVmaze API calls, by HTTP status or error.", ["status"]),
@@ -39,7 +44,7 @@ def _create() -> dict[str, Any]:
     }
 
 
-def api_call(path: str, status: str, seconds: float) -> None:
+def api_call(status: str, seconds: float) -> None:
     """Count one API call and its latency."""
     _get("api_calls").labels(status=status).inc()
     _get("api_latency").observe(seconds)

@@ -57,13 +57,13 @@ class TvmazeClient:
         try:
             response = self.http.get(path, params=params)
         except httpx.TimeoutException as error:
-            metrics.api_call(path, "timeout", time.perf_counter() - started)
+            metrics.api_call("timeout", time.perf_counter() - started)
             raise TransientApiError(f"timeout: {type(error).__name__}") from None
         except httpx.TransportError as error:
-            metrics.api_call(path, "error", time.perf_counter() - started)
+            metrics.api_call("error", time.perf_counter() - started)
             raise TransientApiError(f"connection error: {type(error).__name__}") from None
 
-        metrics.api_call(path, str(response.status_code), time.perf_counter() - started)
+        metrics.api_call(str(response.status_code), time.perf_counter() - started)
         return self._decode(response)
 
     def close(self) -> None:

@@ -156,3 +156,48 @@ def run_to_end(kind: str, batch_size: int | None = None, delay: float = 0.0,
     run = wait_for_run(start_run(kind, batch_size, delay), poll=0.05, timeout=timeout)
     flush_job_logs()
     return run
+
+
+@pytest.fixture
+def rabbitmq() -> str:
+    """The machine's RabbitMQ, the importer's queues emptied of earlier tests' messages."""
+    from .services import purge_queues
+
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    purge_queues(RABBITMQ_URL)
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def broker_env(rabbitmq: str, postgres_url: str, api: TvmazeServer) -> dict[str, str]:
+    """The environment a user sets for the worker and the CLI: RabbitMQ and PostgreSQL."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("IMPORTER_")},
+        "IMPORTER_BROKER_URL": rabbitmq,
+        "IMPORTER_DATABASE_URL": postgres_url,
+        "IMPORTER_API_URL": api.url,
+        "IMPORTER_API_CALLS": "200",
+        "IMPORTER_API_PERIOD": "1",
+    }
+
+
+@pytest.fixture
+def broker_engine(broker_env: dict[str, str]) -> Iterator[Engine]:
+    """The database of ``broker_env``, migrated by ``init-db``."""
+    from .services import run_cli
+
+    assert run_cli(["init-db"], broker_env).returncode == 0
+    engine = create_engine(broker_env["IMPORTER_DATABASE_URL"])
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def worker_process(broker_env: dict[str, str], broker_engine: Engine,
+                   tmp_path: Path) -> Iterator[Any]:
+    """``dramatiq importer.actors`` on ``broker_env``, stopped after the test."""
+    from .services import WorkerProcess
+
+    process = WorkerProcess(broker_env, tmp_path / "worker.log", threads=8).start()
+    yield process
+    process.stop()

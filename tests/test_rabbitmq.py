@@ -7,72 +7,34 @@ TVmaze sent.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 
 from importer.schema import episodes, job_logs, series
-from importer.tvmaze_server import RecordedCatalogue, TvmazeServer
+from importer.tvmaze_server import RecordedCatalogue
 
-from .conftest import RABBITMQ_URL, require_service
-from .services import WorkerProcess, purge_queues, run_cli
+from .services import WorkerProcess, run_cli
 from .test_chain import assert_episode_stored, assert_show_stored
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 
-@pytest.fixture
-def rabbitmq() -> str:
-    require_service("RabbitMQ", "127.0.0.1", 5672)
-    purge_queues(RABBITMQ_URL)
-    return RABBITMQ_URL
-
-
-@pytest.fixture
-def env(rabbitmq: str, postgres_url: str, api: TvmazeServer) -> dict[str, str]:
-    """The environment a user would set for the worker and the CLI."""
-    return {
-        **os.environ,
-        "IMPORTER_BROKER_URL": rabbitmq,
-        "IMPORTER_DATABASE_URL": postgres_url,
-        "IMPORTER_API_URL": api.url,
-        "IMPORTER_API_CALLS": "200",
-        "IMPORTER_API_PERIOD": "1",
-    }
-
-
-@pytest.fixture
-def engine(env: dict[str, str]) -> Iterator[Engine]:
-    assert run_cli(["init-db"], env).returncode == 0
-    engine = create_engine(env["IMPORTER_DATABASE_URL"])
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def worker(env: dict[str, str], engine: Engine, tmp_path: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(env, tmp_path / "worker.log", threads=8).start()
-    yield process
-    process.stop()
-
-
 def test_every_recorded_show_and_episode_is_imported_through_a_real_worker(
-        env: dict[str, str], engine: Engine, worker: WorkerProcess,
+        broker_env: dict[str, str], broker_engine: Engine, worker_process: WorkerProcess,
         recorded: RecordedCatalogue) -> None:
     show_ids = recorded.show_ids()
-    added = run_cli(["add-series", "--from-file", "-"], env, stdin="\n".join(map(str, show_ids)))
+    added = run_cli(["add-series", "--from-file", "-"], broker_env,
+                    stdin="\n".join(map(str, show_ids)))
     assert added.returncode == 0, added.stderr
 
     for kind in ("series", "episodes"):
-        done = run_cli([kind, "--batch-size", "100", "--delay", "0.2", "--wait"], env)
-        assert done.returncode == 0, done.stderr + worker.output()[-3000:]
+        done = run_cli([kind, "--batch-size", "100", "--delay", "0.2", "--wait"], broker_env)
+        assert done.returncode == 0, done.stderr + worker_process.output()[-3000:]
         assert f"({kind}) completed" in done.stdout
 
-    with engine.connect() as connection:
+    with broker_engine.connect() as connection:
         stored_series = {r["tvmaze_id"]: r for r in connection.execute(select(series)).mappings()}
         stored_episodes = {r["tvmaze_id"]: r
                            for r in connection.execute(select(episodes)).mappings()}
