@@ -159,13 +159,14 @@ def run_to_end(kind: str, batch_size: int | None = None, delay: float = 0.0,
 
 
 @pytest.fixture
-def rabbitmq() -> str:
-    """The machine's RabbitMQ, the importer's queues emptied of earlier tests' messages."""
+def rabbitmq() -> Iterator[str]:
+    """The machine's RabbitMQ, the importer's queues empty before and after the test."""
     from .services import purge_queues
 
     require_service("RabbitMQ", "127.0.0.1", 5672)
     purge_queues(RABBITMQ_URL)
-    return RABBITMQ_URL
+    yield RABBITMQ_URL
+    purge_queues(RABBITMQ_URL)
 
 
 @pytest.fixture

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +17,7 @@ from sqlalchemy import create_engine, func, select
 
 from importer.exitcodes import (
     EXIT_CONFIG,
+    EXIT_INTERRUPTED,
     EXIT_NO_SCHEMA,
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -190,6 +196,28 @@ def test_logs_filters_by_run_and_prints_json_lines(ready: dict[str, str]) -> Non
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records and {r["run_id"] for r in records} == {2}
     assert [r["id"] for r in records] == sorted((r["id"] for r in records), reverse=True)
+
+
+def test_logs_follow_prints_new_records_until_interrupted(ready: dict[str, str]) -> None:
+    run_cli(["add-series", "1"], ready)
+    follower = subprocess.Popen([sys.executable, "-m", "importer", "logs", "--follow", "--json"],
+                                env=ready, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout or []],
+                     daemon=True).start()
+
+    run_cli(["series", "--delay", "0"], ready)
+    events = []
+    while "run_completed" not in events:
+        record = json.loads(lines.get(timeout=30))
+        events.append((record["context"] or {}).get("event"))
+    follower.send_signal(signal.SIGINT)
+    _, stderr = follower.communicate(timeout=30)
+
+    assert events[0] != "run_completed"
+    assert follower.returncode == EXIT_INTERRUPTED
+    assert stderr.strip() == "importer: error: interrupted"
 
 
 def test_prune_logs_deletes_only_records_older_than_the_age(ready: dict[str, str]) -> None:
