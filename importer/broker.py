@@ -13,16 +13,7 @@ import dramatiq
 import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import (
-    AgeLimit,
-    Callbacks,
-    CurrentMessage,
-    Middleware,
-    Pipelines,
-    Retries,
-    ShutdownNotifications,
-    TimeLimit,
-)
+from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
 from dramatiq.middleware.prometheus import Prometheus
 from periodiq import PeriodiqMiddleware
 
@@ -72,14 +63,15 @@ def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> pika.BlockingConnecti
 
 
 def build_middleware(settings: Settings) -> list[Middleware]:
-    """Dramatiq's standard middleware plus the importer's own."""
+    """The Dramatiq middleware the actors use, plus the importer's own.
+
+    NOTE: each middleware runs hooks around every message; the standard
+    ones no actor here uses (age limits, callbacks, pipelines, shutdown
+    notifications) are left out.
+    """
     metrics: list[Middleware] = [Prometheus()] if settings.metrics else []
     return [
-        AgeLimit(),
         TimeLimit(),
-        ShutdownNotifications(),
-        Callbacks(),
-        Pipelines(),
         # NOTE: the default backoff grows to 7 days, far past RabbitMQ's
         # consumer timeout; every actor here sets its own bounds.
         Retries(max_retries=5, min_backoff=MIN_BACKOFF * 1000,

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine
 
 from .exitcodes import EXIT_CONFIG
 from .logs import RedactingFilter, configure_logging, structured_fields
+from .redaction import redact
 from .schema import job_logs
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class JobLogMiddleware(Middleware):
                                message: MessageProxy) -> None:
         job = job_from_message(message)
         _current_job.set(job)
-        logger.info("Job %s started.", job.job_class, extra={"status": "started"})
+        record_execution(job, "started", f"Job {job.job_class} started.")
 
     def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
@@ -109,18 +110,19 @@ class JobLogMiddleware(Middleware):
         if job is None:
             return
 
-        duration_ms = (time.perf_counter() - job.started) * 1000
+        duration_ms = round((time.perf_counter() - job.started) * 1000, 1)
         if exception is None:
-            logger.info("Job %s succeeded.", job.job_class, extra={
-                "status": "success", "duration_ms": round(duration_ms, 1)})
+            record_execution(job, "success", f"Job {job.job_class} succeeded.",
+                             duration_ms=duration_ms)
         elif isinstance(exception, dramatiq.Retry):
             # NOTE: asked for on purpose (a 429, a full budget, a step
             # still being sent): not a failure to alarm anyone.
-            logger.info("Job %s will be retried: %s.", job.job_class, exception, extra={
-                "status": "retried", "duration_ms": round(duration_ms, 1)})
+            record_execution(job, "retried",
+                             redact(f"Job {job.job_class} will be retried: {exception}."),
+                             duration_ms=duration_ms)
         else:
             logger.warning("Job %s failed: %s.", job.job_class, exception, extra={
-                "status": "failed", "duration_ms": round(duration_ms, 1),
+                "status": "failed", "duration_ms": duration_ms,
                 "error": type(exception).__name__})
         _current_job.set(None)
 
@@ -141,6 +143,10 @@ class JobLogHandler(logging.Handler):
         self.addFilter(RedactingFilter())
         self._writer = threading.Thread(target=self._write_forever, name="job-logs", daemon=True)
         self._writer.start()
+
+    def put(self, row: dict[str, Any]) -> None:
+        """Queue a ready-made row for the writer."""
+        self.queue.put(row)
 
     def emit(self, record: logging.LogRecord) -> None:
         if _written_in_transaction.get():
@@ -193,9 +199,15 @@ def job_log_row(record: logging.LogRecord) -> dict[str, Any] | None:
     if job is None and run_id is None:
         return None
 
+    created_at = datetime.fromtimestamp(record.created, UTC)
+    return _row(job, run_id, created_at, record.levelname, record.getMessage(), fields)
+
+
+def _row(job: Job | None, run_id: Any, created_at: datetime, level: str, message: str,
+         fields: dict[str, Any]) -> dict[str, Any]:
     return {
-        "created_at": datetime.fromtimestamp(record.created, UTC),
-        "level": record.levelname,
+        "created_at": created_at,
+        "level": level,
         "job_class": job.job_class if job else fields.pop("job_class", None),
         "message_id": job.message_id if job else None,
         "run_id": run_id if isinstance(run_id, int) else None,
@@ -203,9 +215,25 @@ def job_log_row(record: logging.LogRecord) -> dict[str, Any] | None:
         "duration_ms": fields.pop("duration_ms", None),
         "item_kind": job.item_kind if job else None,
         "item_id": job.item_id if job else None,
-        "message": record.getMessage(),
+        "message": message,
         "context": to_json(fields),
     }
+
+
+def record_execution(job: Job, status: str, message: str,
+                     duration_ms: float | None = None) -> None:
+    """Write the record of an execution's start or end to ``job_logs``.
+
+    NOTE: every message has two of these.  Through the logging handlers
+    (filters, the JSON formatter, the console) they cost an item almost
+    as much as its own work, so they go to the ``job_logs`` writer as
+    rows, and to the console only at DEBUG.  Failures are logged as
+    warnings instead, through every handler.
+    """
+    fields = {"status": status, "duration_ms": duration_ms}
+    logger.debug(message, extra=fields)
+    if _handler is not None:
+        _handler.put(_row(job, job.run_id, datetime.now(UTC), "INFO", message, fields))
 
 
 _written_in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(

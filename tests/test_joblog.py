@@ -1,0 +1,98 @@
+"""``job_logs``: each actor execution as an operator reads it in an admin table."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from importer import joblog
+from importer.joblog import Job, record_execution, to_json
+from importer.logs import configure_logging
+from importer.schema import series
+from importer.tvmaze_server import Fault, TvmazeServer
+
+from .conftest import run_to_end
+from .test_chain import logs, register, rows
+
+
+def executions(records: list[dict[str, Any]], actor: str) -> list[dict[str, Any]]:
+    return [r for r in records
+            if r["job_class"] == f"importer.actors.{actor}" and r["status"] is not None]
+
+
+def test_every_execution_has_a_started_and_a_success_record_with_its_duration(
+        database: Engine, worker: Any) -> None:
+    register(database, [1, 2, 3])
+
+    run = run_to_end("series", batch_size=2)
+
+    items = executions(logs(database, run["id"]), "import_series")
+    by_message = Counter((r["message_id"], r["status"]) for r in items)
+    assert len({r["message_id"] for r in items}) == 3
+    assert all(by_message[(m, "started")] == by_message[(m, "success")] == 1
+               for m, _ in by_message)
+    assert all(r["duration_ms"] >= 0 for r in items if r["status"] == "success")
+    assert all(r["duration_ms"] is None for r in items if r["status"] == "started")
+
+
+def test_an_item_execution_names_the_series_row_it_concerns(
+        database: Engine, worker: Any) -> None:
+    register(database, [1, 2])
+
+    run = run_to_end("series")
+
+    items = executions(logs(database, run["id"]), "import_series")
+    assert {(r["item_kind"], r["item_id"]) for r in items} == {
+        ("series", row["id"]) for row in rows(database, series).values()}
+
+
+def test_a_failing_execution_is_recorded_as_failed_with_its_error(
+        database: Engine, worker: Any, api: TvmazeServer) -> None:
+    register(database, [1])
+    api.add_fault("/shows/1", Fault("status", status=503, times=1))
+
+    run = run_to_end("series")
+
+    items = executions(logs(database, run["id"]), "import_series")
+    statuses = [r["status"] for r in items]
+    failed = [r for r in items if r["status"] == "failed"]
+    assert statuses == ["started", "failed", "started", "success"]
+    assert failed[0]["level"] == "WARNING"
+    assert failed[0]["context"]["error"] == "TransientApiError"
+
+
+@pytest.fixture
+def console(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The importer's console log as a string, with no ``job_logs`` writer."""
+    package = logging.getLogger("importer")
+    saved = (list(package.handlers), package.level, package.propagate)
+    monkeypatch.setattr(joblog, "_handler", None)
+    yield io.StringIO()
+    package.handlers[:], package.propagate = saved[0], saved[2]
+    package.setLevel(saved[1])
+
+
+def test_execution_records_stay_off_the_console_unless_it_shows_debug(
+        console: io.StringIO) -> None:
+    stream = console
+    configure_logging(level=logging.INFO, stream=stream)
+    job = Job("importer.actors.import_series", "m-1", run_id=1)
+    record_execution(job, "started", "Job importer.actors.import_series started.")
+    configure_logging(level=logging.DEBUG, stream=stream)
+    record_execution(job, "success", "Job importer.actors.import_series succeeded.",
+                     duration_ms=1.5)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["status"] for line in lines] == ["success"]
+
+
+def test_context_values_json_cannot_hold_are_stored_as_text() -> None:
+    assert to_json({"when": Job, 3: {1, 2}, "ok": [1.5, None, True]}) == {
+        "when": str(Job), "3": [1, 2], "ok": [1.5, None, True]}
