@@ -10,6 +10,7 @@ nothing and counts nothing twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -22,7 +23,9 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Integer,
+    Select,
     Table,
+    Update,
     bindparam,
     case,
     or_,
@@ -282,14 +285,17 @@ def _store(connection: Connection, table: Table, rows: list[tuple[int, Row]]) ->
     params = [{"row_id": row_id, **data, "data_last_updated_at": now, "outcome": IMPORTED,
                "attempts": 0, "failed_runs": 0, "last_error": None, "checked_at": now}
               for row_id, data in rows]
+    statement = _store_statement(table, tuple(key for key in params[0] if key != "row_id"))
+    return int(connection.execute(statement, params).rowcount)
+
+
+@functools.cache
+def _store_statement(table: Table, columns: tuple[str, ...]) -> Update:
     # NOTE: the condition is checked again once each row is locked, so
     # of two deliveries of one item writing at once, one writes and counts.
-    columns: dict[str, Any] = {key: bindparam(key) for key in params[0] if key != "row_id"}
-    result = connection.execute(
-        update(table)
-        .where(table.c.id == bindparam("row_id"), table.c.data_last_updated_at.is_(None))
-        .values(columns), params)
-    return int(result.rowcount)
+    return (update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.data_last_updated_at.is_(None))
+            .values({key: bindparam(key) for key in columns}))
 
 
 def _handle_failure(table: Table, run_id: int, row_ids: list[int], error: ApiError,
@@ -396,29 +402,43 @@ def _record_outcome(connection: Connection, table: Table, run_id: int, row_ids: 
     return int(result.rowcount)
 
 
+#: The run's counts of row outcomes, which items add to.
+COUNTS = ("imported", "not_found", "invalid", "failed", "discovered")
+
+# NOTE: the statements every item runs are built once: building one
+# costs a worker thread about as much as the database takes to run it.
+_COUNT = (update(import_runs).where(import_runs.c.id == bindparam("run_id"))
+          .values({name: import_runs.c[name] + bindparam(name) for name in COUNTS}))
+
+
 def _count(connection: Connection, kind: str, run_id: int, **increments: int) -> None:
     """Add row outcomes to the run's counts (and to the metrics)."""
-    values = {name: import_runs.c[name] + n for name, n in increments.items() if n}
-    if values:
-        connection.execute(update(import_runs).where(import_runs.c.id == run_id).values(values))
+    if not any(increments.values()):
+        return
+
+    connection.execute(_COUNT, {"run_id": run_id, **dict.fromkeys(COUNTS, 0), **increments})
     for outcome, count in increments.items():
         metrics.rows(kind, outcome, count)
 
 
+@functools.cache
+def _state_query(table: Table, many: bool) -> Select[Any]:
+    """What an item reads of its rows before its call: the key and whether each is open."""
+    query = select(table.c.id, table.c.tvmaze_id, table.c.data_last_updated_at,
+                   table.c.last_run_id)
+    if many:
+        return (query.where(table.c.id.in_(bindparam("row_ids", expanding=True)))
+                .order_by(table.c.id))
+    return query.where(table.c.id == bindparam("row_id"))
+
+
 def _load(connection: Connection, table: Table, row_id: int) -> Any:
-    query = select(*_state_columns(table)).where(table.c.id == row_id)
-    return connection.execute(query).mappings().first()
+    return connection.execute(_state_query(table, False), {"row_id": row_id}).mappings().first()
 
 
 def _load_many(connection: Connection, table: Table, row_ids: Sequence[int]) -> list[Any]:
-    query = (select(*_state_columns(table)).where(table.c.id.in_(list(row_ids)))
-             .order_by(table.c.id))
-    return list(connection.execute(query).mappings())
-
-
-def _state_columns(table: Table) -> tuple[Any, ...]:
-    """What an item reads of a row before its call: the key and whether it is still open."""
-    return table.c.id, table.c.tvmaze_id, table.c.data_last_updated_at, table.c.last_run_id
+    query = _state_query(table, True)
+    return list(connection.execute(query, {"row_ids": list(row_ids)}).mappings())
 
 
 def _still_open(row: Any, run_id: int) -> bool:
