@@ -16,12 +16,19 @@ transaction is a single statement, committed without waiting for the
 disk, which holds the row's lock only for the statement's own length.
 Slots are then told by the database's clock, one clock for every host
 that shares the budget.
+
+At a high allowance (a mirror, a paid plan) a round trip per call would
+cost more than the call: a process then books the slots of a few
+milliseconds at once and hands them to its threads.  A slot that passes
+unused is lost, never used late.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +53,12 @@ LATE_SECONDS = 0.005
 #: network), which 2 % of a short window (50 calls a second) cannot absorb.
 JITTER_SECONDS = 0.02
 
+#: A process books at once the slots of this many seconds (at least
+#: one, at most MAX_BLOCK): one at TVmaze's allowance, several only when
+#: calls are milliseconds apart.
+BLOCK_SECONDS = 0.01
+MAX_BLOCK = 16
+
 
 class ApiBudget:
     """Hands out call slots a little over ``period / calls`` seconds apart.
@@ -62,11 +75,15 @@ class ApiBudget:
         self.interval = (period * SAFETY_MARGIN + JITTER_SECONDS) / calls
         self.max_wait = max_wait
         self.name = name
+        self.block = max(1, min(MAX_BLOCK, int(BLOCK_SECONDS / self.interval)))
         self._postgres = engine.dialect.name == "postgresql"
+        self._held: deque[float] = deque()
+        self._held_lock = threading.Lock()
+        self._clock_offset = 0.0
 
     def acquire(self) -> float:
         """Wait for the next free slot; return the seconds waited."""
-        slot, now = self._book()
+        slot, now = self._next_slot()
 
         wait = slot - now
         if wait <= 0:
@@ -81,6 +98,8 @@ class ApiBudget:
 
     def defer(self, seconds: float) -> None:
         """Keep every caller away for ``seconds``, after the API said 429."""
+        with self._held_lock:
+            self._held.clear()
         with self.engine.begin() as connection:
             self._ensure_row(connection)
             until = self._clock(connection) + seconds
@@ -104,10 +123,25 @@ class ApiBudget:
                 .values(next_slot=api_budget.c.next_slot + late))
         logger.debug("API budget pushed back by %.3f s after a late call.", late)
 
-    def _book(self) -> tuple[float, float]:
-        """Take the next slot; return it and the time it was taken."""
+    def _next_slot(self) -> tuple[float, float]:
+        """A slot this process holds, or the first of a new block; and the time now."""
+        if self.block == 1:
+            return self._book(1)
+
+        with self._held_lock:
+            now = time.time() + self._clock_offset
+            while self._held and self._held[0] < now - LATE_SECONDS:
+                self._held.popleft()
+            if not self._held:
+                first, now = self._book(self.block)
+                self._clock_offset = now - time.time()
+                self._held.extend(first + i * self.interval for i in range(self.block))
+            return self._held.popleft(), now
+
+    def _book(self, slots: int) -> tuple[float, float]:
+        """Take the next ``slots`` slots; return the first and the time they were taken."""
         if self._postgres:
-            booked = self._book_at_once()
+            booked = self._book_at_once(slots)
             if booked is not None:
                 return booked
 
@@ -124,23 +158,24 @@ class ApiBudget:
             connection.execute(
                 update(api_budget)
                 .where(api_budget.c.name == self.name)
-                .values(next_slot=slot + self.interval)
+                .values(next_slot=slot + slots * self.interval)
             )
         return slot, now
 
-    def _book_at_once(self) -> tuple[float, float] | None:
+    def _book_at_once(self, slots: int) -> tuple[float, float] | None:
         """Take the next slot in one statement (PostgreSQL), or None to take the long way.
 
         None when the row does not exist yet or the next slot is more
         than ``max_wait`` away: the long way creates the row, or raises.
         """
-        params = {"name": self.name, "interval": self.interval, "max_wait": self.max_wait}
+        params = {"name": self.name, "length": slots * self.interval,
+                  "max_wait": self.max_wait}
         with autocommit(self.engine) as connection:
             booked = connection.execute(_BOOK_AT_ONCE, params).first()
         if booked is None:
             return None
         next_slot, taken_at = booked
-        return float(next_slot) - self.interval, float(taken_at)
+        return float(next_slot) - slots * self.interval, float(taken_at)
 
     def _clock(self, connection: Connection) -> float:
         """Now, on the clock the timeline is kept by: the database's, or this host's."""
@@ -174,7 +209,7 @@ _CLOCK = text(f"SELECT {_NOW}")
 #: booking lost in a database crash only moves the timeline back a few
 #: slots, while waiting would hold the row's lock, and every caller.
 _BOOK_AT_ONCE = text(
-    f"UPDATE api_budget SET next_slot = GREATEST(next_slot, {_NOW}) + :interval "
+    f"UPDATE api_budget SET next_slot = GREATEST(next_slot, {_NOW}) + :length "
     "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS settings "
     f"WHERE name = :name AND next_slot <= {_NOW} + :max_wait "
     f"RETURNING next_slot, {_NOW}"

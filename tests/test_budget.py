@@ -81,3 +81,28 @@ def test_a_429_keeps_every_caller_away_for_the_time_asked(engine: Engine) -> Non
 
     with pytest.raises(RateLimitedError):
         ApiBudget(engine, calls=1000, period=1.0, max_wait=0.5).acquire()
+
+
+def test_at_a_high_allowance_a_process_books_several_slots_a_round_trip_and_keeps_the_rate(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    budget = ApiBudget(engine, calls=1000, period=1.0)
+    bookings: list[int] = []
+    book = budget._book
+    monkeypatch.setattr(budget, "_book", lambda slots: bookings.append(slots) or book(slots))
+
+    times = book_all([budget] * 4, calls_each=50)
+
+    assert budget.block > 1 and set(bookings) == {budget.block}
+    assert len(bookings) < len(times) / 2
+    assert times[-1] - times[0] >= 199 * budget.interval * 0.9
+    assert max(sum(1 for t in times if start <= t < start + 0.1) for start in times) <= 101
+
+
+def test_a_429_drops_the_slots_a_process_holds(engine: Engine) -> None:
+    budget = ApiBudget(engine, calls=1000, period=1.0, max_wait=0.5)
+    budget.acquire()
+
+    budget.defer(5.0)
+
+    with pytest.raises(RateLimitedError):
+        budget.acquire()
