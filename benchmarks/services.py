@@ -30,16 +30,12 @@ from typing import Self
 import pika
 from sqlalchemy import Engine, create_engine, text
 
+from importer.broker import queue_names
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_POSTGRES = "postgresql+psycopg://root@127.0.0.1:5432"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/importer-bench"
-
-#: Every queue ``importer.actors`` declares, with its delay and dead-letter queues.
-QUEUES = [f"{base}{suffix}"
-          for base in [f"importer.{kind}.{role}" for kind in ("series", "episodes")
-                       for role in ("batches", "items")] + ["default"]
-          for suffix in ("", ".DQ", ".XQ")]
 
 #: Seconds a worker may take to boot.
 WORKER_BOOT_TIMEOUT = 60.0
@@ -162,7 +158,7 @@ def empty_queues(broker_url: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
         channel = connection.channel()
-        for queue in QUEUES:
+        for queue in queue_names():
             try:
                 channel.queue_delete(queue)
             except pika.exceptions.ChannelClosedByBroker:

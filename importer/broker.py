@@ -32,6 +32,9 @@ QUEUE_ROLES = ("batches", "items")
 #: Item messages whose retries are spent, on their way to a failed outcome.
 EXHAUSTED_QUEUE = "importer.exhausted"
 
+#: Dramatiq's queue for actors that name none: the scheduled starts.
+DEFAULT_QUEUE = "default"
+
 #: Seconds to wait for RabbitMQ before a command says it is unreachable.
 CONNECT_TIMEOUT = 5.0
 
@@ -44,7 +47,7 @@ def queue_name(kind: str, role: str) -> str:
 def queue_names() -> Iterator[str]:
     """Every queue the importer uses, its delay and dead-letter queues included."""
     names = [queue_name(kind, role) for kind in KINDS for role in QUEUE_ROLES]
-    for name in [*names, EXHAUSTED_QUEUE]:
+    for name in [*names, EXHAUSTED_QUEUE, DEFAULT_QUEUE]:
         for suffix in ("", ".DQ", ".XQ"):
             yield name + suffix
 

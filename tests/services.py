@@ -13,8 +13,7 @@ from typing import Any
 
 import pika
 
-QUEUES = [f"importer.{kind}.{role}{suffix}" for kind in ("series", "episodes")
-          for role in ("batches", "items") for suffix in ("", ".DQ", ".XQ")]
+from importer.broker import queue_names
 
 
 def purge_queues(url: str) -> None:
@@ -22,7 +21,7 @@ def purge_queues(url: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = connection.channel()
-        for queue in QUEUES:
+        for queue in queue_names():
             try:
                 channel.queue_purge(queue)
             except pika.exceptions.ChannelClosedByBroker:
