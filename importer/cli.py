@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import click
 
 from . import __version__
-from .catalogue import KINDS, Kind, add_episodes, add_series, retry_parked
+from .catalogue import KINDS, MAX_TVMAZE_ID, Kind, add_episodes, add_series, retry_parked
 from .database import check_schema, get_engine
 from .errors import (
     ConfigurationError,
@@ -38,15 +38,12 @@ from .exitcodes import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
-from .limits import MAX_DELAY_SECONDS
+from .limits import MAX_BATCH_SIZE, MAX_DELAY_SECONDS
 from .logs import configure_logging
-from .runs import MAX_BATCH_SIZE, active_run
-from .settings import get_settings
+from .runs import active_run
+from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
-
-#: The batch sizes a run of each kind takes unless told otherwise.
-DEFAULT_BATCH_SIZE = {"series": 50, "episodes": 100}
 
 _EXIT_CODES: list[tuple[type[ImporterError], int]] = [
     (ConfigurationError, EXIT_CONFIG),
@@ -120,7 +117,7 @@ def init_db() -> None:
 
 
 @cli.command("add-series")
-@click.argument("ids", nargs=-1, type=click.IntRange(1, 2**31 - 1))
+@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_TVMAZE_ID))
 @click.option("--from-file", "from_file", type=click.File("r"),
               help="Read ids from a file, one per line ('-' for stdin).")
 def add_series_command(ids: tuple[int, ...], from_file: TextIO | None) -> None:
@@ -136,8 +133,8 @@ def add_series_command(ids: tuple[int, ...], from_file: TextIO | None) -> None:
 
 
 @cli.command("add-episodes")
-@click.argument("show_id", type=click.IntRange(1, 2**31 - 1))
-@click.argument("ids", nargs=-1, type=click.IntRange(1, 2**31 - 1))
+@click.argument("show_id", type=click.IntRange(1, MAX_TVMAZE_ID))
+@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_TVMAZE_ID))
 @click.option("--from-file", "from_file", type=click.File("r"),
               help="Read episode ids from a file, one per line ('-' for stdin).")
 def add_episodes_command(show_id: int, ids: tuple[int, ...], from_file: TextIO | None) -> None:
@@ -161,7 +158,7 @@ def read_ids(source: TextIO | None) -> list[int]:
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
-        if not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
+        if not text.isdigit() or not 1 <= int(text) <= MAX_TVMAZE_ID:
             raise ConfigurationError(
                 f"{source.name}, line {number}: {text[:40]!r} is not a TVmaze id")
         ids.append(int(text))
@@ -169,7 +166,8 @@ def read_ids(source: TextIO | None) -> list[int]:
 
 
 def _run_command(kind: Kind) -> click.Command:
-    size_default = f"{DEFAULT_BATCH_SIZE[kind]}, or IMPORTER_{kind.upper()}_BATCH_SIZE"
+    default = Settings.model_fields[f"{kind}_batch_size"].default
+    size_default = f"{default}, or IMPORTER_{kind.upper()}_BATCH_SIZE"
 
     @click.command(kind, help=f"Import every {kind} row that misses data, batch by batch.")
     @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE),
@@ -331,23 +329,39 @@ def retry_failed(kind: Kind) -> None:
     click.echo(f"{count} parked {kind} rows will be tried again")
 
 
+def _limit(context: click.Context, parameter: click.Parameter,
+           value: str | None) -> tuple[int, float] | None:
+    from .tvmaze_server import parse_limit
+
+    try:
+        return parse_limit(value) if value is not None else None
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @cli.command("serve-api")
 @click.option("--data", type=click.Path(exists=True, file_okay=False),
               help="Serve recorded responses from this directory.")
-@click.option("--generate", type=click.IntRange(1, 10_000_000), help="Serve N generated shows.")
+@click.option("--generate", type=click.IntRange(1, 10_000_000), default=100, show_default=True,
+              help="Serve N generated shows (without --data).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8089, show_default=True)
 @click.option("--latency", type=click.FloatRange(0, 60), default=0.0, help="Seconds per response.")
-@click.option("--limit", help="Answer 429 beyond CALLS/SECONDS, e.g. 20/10.")
-def serve_api(data: str | None, generate: int | None, host: str, port: int, latency: float,
-              limit: str | None) -> None:
+@click.option("--limit", callback=_limit, help="Answer 429 beyond CALLS/SECONDS, e.g. 20/10.")
+def serve_api(data: str | None, generate: int, host: str, port: int, latency: float,
+              limit: tuple[int, float] | None) -> None:
     """Serve a local TVmaze-compatible API (for trying things out)."""
-    from .tvmaze_server import main as serve
+    from .tvmaze_server import Catalogue, GeneratedCatalogue, RecordedCatalogue, serve
 
-    argv = ["--host", host, "--port", str(port), "--latency", str(latency)]
-    argv += ["--data", data] if data else ["--generate", str(generate or 100)]
-    argv += ["--limit", limit] if limit else []
-    raise click.exceptions.Exit(serve(argv))
+    try:
+        catalogue: Catalogue = RecordedCatalogue(data) if data else GeneratedCatalogue(generate)
+    except OSError as error:
+        raise ConfigurationError(f"cannot serve {data}: {error}") from None
+    try:
+        serve(catalogue, host=host, port=port, latency=latency, limit=limit)
+    except OSError as error:
+        raise UnavailableError(f"cannot listen on {host}:{port}: {error.strerror or error}") \
+            from None
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from .settings import get_settings
-from .tvmaze_server import GeneratedCatalogue, RecordedCatalogue, TvmazeServer
+from .tvmaze_server import ATTRIBUTION, GeneratedCatalogue, RecordedCatalogue, TvmazeServer
 
 #: The demo's allowance: generous, so it ends quickly, and enforced by
 #: the server, so that a 429 would show in the summary.
@@ -56,7 +56,7 @@ def _run(show_ids: list[int], server: TvmazeServer) -> None:
 
     with embedded_worker():
         for kind in ("series", "episodes"):
-            run_id = start_run(kind, batch_size=50 if kind == "series" else 100, delay=0.5)
+            run_id = start_run(kind, delay=0.5)
             print_run(wait_for_run(run_id, poll=0.2, on_progress=RunProgress()))
 
     report = status_report()
@@ -65,4 +65,4 @@ def _run(show_ids: list[int], server: TvmazeServer) -> None:
         f"episodes: {report['episodes']['imported']} imported, "
         f"{report['episodes']['failed']} failed; "
         f"{server.requests} API calls, {server.rate_limited} answered 429")
-    click.echo("Data: TVmaze (https://www.tvmaze.com), CC BY-SA 4.0.")
+    click.echo(ATTRIBUTION)

@@ -18,6 +18,9 @@ RABBITMQ_CONSUMER_TIMEOUT = 30 * 60
 #: The longest delay between two batches of a run, in seconds.
 MAX_DELAY_SECONDS = 15 * 60
 
+#: The most rows one batch may select: its item messages are sent in one step.
+MAX_BATCH_SIZE = 10_000
+
 #: Time limits of the actors, in seconds.
 BATCH_TIME_LIMIT = 120
 ITEM_TIME_LIMIT = 60

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from .catalogue import KINDS, Kind, count_needing_data
 from .database import get_engine
 from .errors import ConfigurationError, RunActiveError
-from .limits import BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT, MAX_DELAY_SECONDS
+from .limits import BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT, MAX_BATCH_SIZE, MAX_DELAY_SECONDS
 from .schema import import_runs, utcnow
 from .settings import get_settings
 
@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 RUNNING = "running"
 COMPLETED = "completed"
 ABANDONED = "abandoned"
-
-MAX_BATCH_SIZE = 10_000
 
 
 def check_options(kind: str, batch_size: int | None,

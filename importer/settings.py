@@ -13,7 +13,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
-from .limits import BUDGET_MAX_WAIT, ITEM_TIME_LIMIT, MAX_DELAY_SECONDS, max_call_seconds
+from .limits import (
+    BUDGET_MAX_WAIT,
+    ITEM_TIME_LIMIT,
+    MAX_BATCH_SIZE,
+    MAX_DELAY_SECONDS,
+    max_call_seconds,
+)
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 BROKER_SCHEMES = ("amqp", "amqps")
@@ -48,8 +54,8 @@ class Settings(BaseSettings):
     not_found_recheck_days: float = Field(default=7.0, ge=0, le=3650)
 
     #: Defaults of every entry point (CLI, Python, schedule).
-    series_batch_size: int = Field(default=50, ge=1, le=10_000)
-    episodes_batch_size: int = Field(default=100, ge=1, le=10_000)
+    series_batch_size: int = Field(default=50, ge=1, le=MAX_BATCH_SIZE)
+    episodes_batch_size: int = Field(default=100, ge=1, le=MAX_BATCH_SIZE)
     batch_delay: float = Field(default=10.0, ge=0, le=MAX_DELAY_SECONDS)
 
     #: Serve Prometheus metrics from the worker (port 9191).

@@ -22,7 +22,7 @@ from .catalogue import (
 )
 from .database import get_engine
 from .errors import ImporterError
-from .runs import active_run, items_done, recent_runs
+from .runs import RUNNING, active_run, items_done, recent_runs
 from .schema import utcnow
 from .settings import Settings, get_settings
 
@@ -63,7 +63,7 @@ def run_summary(run: RowMapping, settings: Settings, calls_left: int) -> dict[st
     rate = done / elapsed
 
     eta = None
-    if run["status"] == "running":
+    if run["status"] == RUNNING:
         eta = calls_left * settings.api_interval
 
     return {

@@ -17,7 +17,6 @@ package does.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import logging
@@ -55,8 +54,8 @@ POLL_INTERVAL = 0.05
 #: How long stop() waits for requests in flight to finish.
 STOP_GRACE_SECONDS = 2.0
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
+#: The credit TVmaze asks for wherever its data is shown.
+ATTRIBUTION = "Data by TVmaze (https://www.tvmaze.com), CC BY-SA 4.0."
 
 
 # -- Catalogues ---------------------------------------------------------------------
@@ -876,28 +875,20 @@ def _close(handler: _Handler, *, reset: bool) -> None:
         handler.connection.close()
 
 
-# -- Command line -------------------------------------------------------------------
+# -- Serving from the command line ------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve a catalogue until interrupted; the ``serve-api`` command."""
-    args = _parser().parse_args(argv)
-    try:
-        catalogue = _catalogue(args)
-    except OSError as error:
-        return _fail(f"cannot read the recorded data: {error}")
+def serve(catalogue: Catalogue, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+          latency: float = 0.0, limit: tuple[int, float] | None = None) -> None:
+    """Serve ``catalogue`` until interrupted (the ``serve-api`` command).
 
-    server = TvmazeServer(
-        catalogue, host=args.host, port=args.port, latency=args.latency, limit=args.limit
-    )
-    try:
-        server.start()
-    except OSError as error:
-        return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
-
+    Raises :class:`OSError` when the port cannot be listened on.
+    """
+    server = TvmazeServer(catalogue, host=host, port=port, latency=latency, limit=limit)
+    server.start()
     print(f"Serving the TVmaze API at {server.url} (Ctrl-C stops).", flush=True)
     if isinstance(catalogue, RecordedCatalogue):
-        print("Data by TVmaze (https://www.tvmaze.com), CC BY-SA 4.0.", flush=True)
+        print(ATTRIBUTION, flush=True)
 
     try:
         _wait_forever()
@@ -906,64 +897,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
 
-    return EXIT_OK
 
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_FAILURE
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Serve a local TVmaze-compatible API.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", metavar="DIR", help="serve recorded responses from DIR")
-    source.add_argument("--generate", metavar="N", type=_count, help="serve N generated shows")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=_count, default=DEFAULT_PORT)
-    parser.add_argument(
-        "--latency", metavar="SECONDS", type=float, default=0.0, help="delay before each answer"
-    )
-    parser.add_argument(
-        "--limit",
-        metavar="CALLS/SECONDS",
-        type=_parse_limit,
-        help="answer 429 beyond CALLS requests in any SECONDS window, e.g. 20/10",
-    )
-    return parser
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
-
-    return int(text)
-
-
-def _parse_limit(text: str) -> tuple[int, float]:
+def parse_limit(text: str) -> tuple[int, float]:
+    """``CALLS/SECONDS`` as a limit; :class:`ValueError` names what is wrong."""
     calls, _, seconds = text.partition("/")
     try:
         limit = int(calls), float(seconds)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected CALLS/SECONDS, got {text!r}") from None
+        raise ValueError(f"expected CALLS/SECONDS, got {text!r}") from None
 
     if limit[0] < 1 or limit[1] <= 0:
-        raise argparse.ArgumentTypeError("CALLS and SECONDS must be positive")
+        raise ValueError("CALLS and SECONDS must be positive")
 
     return limit
-
-
-def _catalogue(args: argparse.Namespace) -> Catalogue:
-    if args.data is not None:
-        return RecordedCatalogue(args.data)
-
-    return GeneratedCatalogue(args.generate)
 
 
 def _wait_forever() -> NoReturn:
     while True:
         time.sleep(3600)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -14,16 +16,18 @@ import httpx
 import pytest
 
 from importer import tvmaze_server
+from importer.exitcodes import EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_USAGE
 from importer.tvmaze_server import (
     Catalogue,
     Fault,
     GeneratedCatalogue,
     RecordedCatalogue,
     TvmazeServer,
-    main,
 )
 
-DATA = (Path(__file__).parents[1] / ".." / "shared" / "data" / "tvmaze").resolve()
+from .conftest import DATA
+from .services import run_cli
+
 NOT_FOUND_FILE = "other/flexget/shows_13_episodebynumber_season=100_number=100__HTTP404.json"
 
 Serve = Callable[..., TvmazeServer]
@@ -31,19 +35,6 @@ Serve = Callable[..., TvmazeServer]
 
 def read(relative: str) -> Any:
     return json.loads((DATA / relative).read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def data() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"no recorded TVmaze data at {DATA}")
-
-    return DATA
-
-
-@pytest.fixture(scope="module")
-def recorded(data: Path) -> RecordedCatalogue:
-    return RecordedCatalogue(data)
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +223,7 @@ def test_a_broken_recorded_file_answers_500_instead_of_dropping_the_connection(
 # -- Generated data -------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("data")
+@pytest.mark.usefixtures("recorded")
 def test_a_generated_show_has_the_keys_of_a_current_real_show() -> None:
     show = GeneratedCatalogue(3).show(2)
 
@@ -242,7 +233,7 @@ def test_a_generated_show_has_the_keys_of_a_current_real_show() -> None:
     assert (show["network"] is None) != (show["webChannel"] is None)
 
 
-@pytest.mark.usefixtures("data")
+@pytest.mark.usefixtures("recorded")
 def test_generated_episodes_put_specials_last_with_unique_ids() -> None:
     catalogue = GeneratedCatalogue(3, episodes_per_show=12, specials_per_show=2, first_id=10)
 
@@ -477,15 +468,27 @@ def test_an_unknown_fault_kind_is_refused() -> None:
 
 @pytest.mark.parametrize("limit", ["20", "x/10", "0/10", "20/0"])
 def test_the_command_refuses_a_malformed_limit(limit: str) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--generate", "1", "--limit", limit])
+    refused = run_cli(["serve-api", "--generate", "1", "--limit", limit], dict(os.environ))
 
-    assert exit_info.value.code == 2
+    assert refused.returncode == EXIT_USAGE
+    assert "--limit" in refused.stderr
 
 
-def test_the_command_reports_a_missing_data_directory(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["--data", str(tmp_path / "missing"), "--port", "0"]) == 1
+def test_the_command_reports_a_directory_without_recorded_shows(tmp_path: Path) -> None:
+    refused = run_cli(["serve-api", "--data", str(tmp_path), "--port", "0"], dict(os.environ))
 
-    assert "no shows directory" in capsys.readouterr().err
+    assert refused.returncode == EXIT_CONFIG
+    assert "no shows directory" in refused.stderr
+
+
+def test_the_command_reports_a_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        refused = run_cli(["serve-api", "--generate", "1", "--port", str(port)],
+                          dict(os.environ))
+
+    assert refused.returncode == EXIT_UNAVAILABLE
+    assert f"cannot listen on 127.0.0.1:{port}" in refused.stderr
