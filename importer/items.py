@@ -46,7 +46,7 @@ from .errors import (
     TransientApiError,
 )
 from .logs import RedactingFilter
-from .payloads import Row, embedded_episodes, parse_episode, parse_show
+from .payloads import Row, embedded_episodes, episode_list, parse_episode, parse_show
 from .schema import (
     FAILED,
     IMPORTED,
@@ -141,9 +141,7 @@ def import_episodes(run_id: int, series_id: int, episode_ids: Sequence[int]) -> 
         return
 
     try:
-        payload = get_client().episodes(show["tvmaze_id"])
-        if not isinstance(payload, list):
-            raise InvalidPayloadError(f"expected a list of episodes, got {type(payload).__name__}")
+        payload = episode_list(get_client().episodes(show["tvmaze_id"]))
     except ApiError as error:
         _handle_failure(episodes, run_id, [r["id"] for r in rows], error,
                         what=f"episodes of series {show['tvmaze_id']}")

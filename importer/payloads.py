@@ -100,11 +100,11 @@ def parse_episode(payload: Any) -> tuple[int, Row]:
     }
 
 
-def parse_episode_list(payload: Any) -> dict[int, Row]:
-    """Episode rows by TVmaze id, from a ``/shows/:id/episodes`` array."""
+def episode_list(payload: Any) -> list[Any]:
+    """The entries of a ``/shows/:id/episodes`` array, each still to be parsed."""
     if not isinstance(payload, list):
         raise InvalidPayloadError(f"expected a list of episodes, got {_kind(payload)}")
-    return dict(parse_episode(item) for item in payload)
+    return payload
 
 
 def embedded_episodes(payload: Any) -> list[Any]:

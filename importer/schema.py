@@ -37,7 +37,6 @@ NOT_FOUND = "not_found"
 INVALID = "invalid"
 FAILED = "failed"
 PARKED = "parked"
-OUTCOMES = (IMPORTED, NOT_FOUND, INVALID, FAILED, PARKED)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

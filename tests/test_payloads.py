@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Any
 
@@ -10,8 +9,7 @@ import pytest
 
 from importer.errors import InvalidPayloadError
 from importer.payloads import html_to_text, parse_episode, parse_show
-
-from .conftest import DATA
+from importer.tvmaze_server import RecordedCatalogue
 
 
 def show(**changes: Any) -> dict[str, Any]:
@@ -74,11 +72,12 @@ def test_a_special_keeps_a_null_number_and_episode_zero_stays_zero() -> None:
     assert parse_episode(zero)[1]["airdate"] == date(2020, 1, 1)
 
 
-def test_every_recorded_show_and_episode_parses() -> None:
-    if not DATA.is_dir():
-        pytest.skip("recorded data missing")
-    for path in sorted((DATA / "shows").glob("*.json")):
-        parse_show(json.loads(path.read_text("utf-8")), int(path.stem))
-    for path in sorted((DATA / "episodes").glob("*.json")):
-        for episode in json.loads(path.read_text("utf-8")):
-            parse_episode(episode)
+def test_every_recorded_show_and_episode_parses(recorded: RecordedCatalogue) -> None:
+    show_ids = recorded.show_ids()
+    shows = [parse_show(recorded.show(i), i) for i in show_ids]
+    episodes = [parse_episode(e) for i in show_ids for e in recorded.episodes(i) or []]
+
+    assert len(shows) == len(show_ids) >= 20
+    assert all(show["name"] for show in shows)
+    assert len(episodes) > 1000
+    assert len({tvmaze_id for tvmaze_id, _ in episodes}) == len(episodes)
