@@ -173,8 +173,8 @@ def empty_queues(broker_url: str) -> None:
 @contextlib.contextmanager
 def importer_settings(**values: str) -> Iterator[None]:
     """Set ``IMPORTER_*`` variables in this process for the block, then restore them."""
-    from importer.items import reset_client
     from importer.settings import get_settings
+    from importer.tvmaze import reset_client
 
     names = {f"IMPORTER_{name.upper()}": value for name, value in values.items()}
     saved = {name: os.environ.get(name) for name in names}

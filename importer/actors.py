@@ -26,7 +26,7 @@ import dramatiq
 from periodiq import cron
 from sqlalchemy import RowMapping
 
-from . import batches, items
+from . import batches, items, outcomes
 from .broker import EXHAUSTED_QUEUE, is_embedded, queue_name, setup_broker
 from .catalogue import Kind
 from .database import get_engine
@@ -114,7 +114,7 @@ def record_exhausted_item(message: dict[str, Any], retries: dict[str, Any]) -> N
     """Record the rows of an item message whose retries are spent as failed."""
     traceback = message.get("options", {}).get("traceback") or ""
     reason = traceback.strip().splitlines()[-1] if traceback.strip() else "retries exhausted"
-    items.give_up(message["actor_name"], message["args"],
+    outcomes.give_up(message["actor_name"], message["args"],
                   redact(f"retries exhausted after {retries.get('retries')}: {reason}")[:1000])
 
 

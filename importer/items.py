@@ -1,10 +1,9 @@
 """Item work: fetch one show, or one show's episodes, and record the outcome.
 
 Every row an item is given ends with an outcome for the run: imported,
-not found, invalid, or failed once its transient errors are spent.
-Only a successful response writes data; a failure records its reason
-and leaves whatever the row already holds.  Each outcome is written
-with a condition on the row's state, so a redelivered item changes
+not found, invalid, or failed once its transient errors are spent (see
+:mod:`importer.outcomes`).  Only a successful response writes data, and
+only to a row that still misses it, so a redelivered item changes
 nothing and counts nothing twice.
 """
 
@@ -12,31 +11,16 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import dramatiq
-import httpx
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import (
-    BigInteger,
-    Connection,
-    Integer,
-    Select,
-    Table,
-    Update,
-    bindparam,
-    case,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Select, Table, Update, bindparam, select, update
 
 from . import metrics
-from .budget import ApiBudget
 from .catalogue import insert_ignoring_duplicates
-from .database import autocommit, get_engine, transaction
+from .database import autocommit, transaction
 from .errors import (
     ApiError,
     BudgetFullError,
@@ -45,60 +29,23 @@ from .errors import (
     RateLimitedError,
     TransientApiError,
 )
-from .logs import RedactingFilter
+from .outcomes import count_outcomes, record_attempt, record_failure, record_outcome
 from .payloads import Row, embedded_episodes, episode_list, parse_episode, parse_show
 from .schema import (
     FAILED,
     IMPORTED,
     INVALID,
     NOT_FOUND,
-    PARKED,
+    check_storable,
     episodes,
-    import_runs,
+    fits_integer,
     series,
     utcnow,
 )
 from .settings import get_settings
-from .tvmaze import DEFAULT_RATE_LIMIT_WAIT, TvmazeClient
+from .tvmaze import DEFAULT_RATE_LIMIT_WAIT, get_client
 
 logger = logging.getLogger(__name__)
-
-
-_client: TvmazeClient | None = None
-_client_lock = threading.Lock()
-_REDACTING = RedactingFilter()
-
-
-def get_client() -> TvmazeClient:
-    """The API client of this process, sharing the database's API budget."""
-    global _client
-
-    with _client_lock:
-        if _client is None:
-            settings = get_settings()
-            budget = ApiBudget(get_engine(), calls=settings.api_calls,
-                               period=settings.api_period)
-            base_url, _, query = settings.api_url.partition("?")
-            _client = TvmazeClient(base_url, connect_timeout=settings.connect_timeout,
-                                   read_timeout=settings.read_timeout, budget=budget)
-            # NOTE: httpx drops the path of every call whose base URL has
-            # a query (an access token, say), so the query goes with each
-            # call instead.  A ``params`` argument of TvmazeClient would
-            # be the better home for this.
-            _client.http.params = httpx.QueryParams(query)
-            # NOTE: httpx logs each call's full URL at INFO, query included.
-            logging.getLogger("httpx").addFilter(_REDACTING)
-        return _client
-
-
-def reset_client() -> None:
-    """Close and forget this process's client (after the settings change)."""
-    global _client
-
-    with _client_lock:
-        if _client is not None:
-            _client.close()
-        _client = None
 
 
 def import_series(run_id: int, series_id: int) -> None:
@@ -120,7 +67,7 @@ def import_series(run_id: int, series_id: int) -> None:
     with transaction() as connection:
         imported = _store(connection, series, [(series_id, data)])
         registered = _register_episodes(connection, series_id, listed)
-        _count(connection, "series", run_id, imported=imported)
+        count_outcomes(connection, "series", run_id, imported=imported)
     logger.debug("Imported series %d and registered %d episodes.", row["tvmaze_id"], registered,
                  extra={"tvmaze_id": row["tvmaze_id"], "registered": registered})
 
@@ -180,11 +127,11 @@ def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[i
         # list can be new, and a short insert is much cheaper than a long one.
         discovered = _discover(connection, series_id,
                                {t: data for t, data in parsed.items() if t not in known})
-        invalid_rows = sum(_record_outcome(connection, episodes, run_id, [row_id], INVALID, reason)
+        invalid_rows = sum(record_outcome(connection, episodes, run_id, [row_id], INVALID, reason)
                            for row_id, reason in bad.items())
-        not_found = _record_outcome(connection, episodes, run_id, gone, NOT_FOUND,
+        not_found = record_outcome(connection, episodes, run_id, gone, NOT_FOUND,
                                     "not in the show's episode list")
-        _count(connection, "episodes", run_id, imported=imported, invalid=invalid_rows,
+        count_outcomes(connection, "episodes", run_id, imported=imported, invalid=invalid_rows,
                not_found=not_found, discovered=discovered)
 
     for row_id, reason in bad.items():
@@ -225,53 +172,12 @@ def _listed_episodes(payload: Any) -> list[tuple[int, int | None, int | None]]:
 
     listed = []
     for entry in entries:
-        if not isinstance(entry, dict) or not _is_int(entry.get("id")):
+        if not isinstance(entry, dict) or not fits_integer(entry.get("id")):
             continue
         season, number = entry.get("season"), entry.get("number")
-        listed.append((entry["id"], season if _is_int(season) else None,
-                       number if _is_int(number) else None))
+        listed.append((entry["id"], season if fits_integer(season) else None,
+                       number if fits_integer(number) else None))
     return listed
-
-
-#: The bounds of the schema's integer columns on PostgreSQL (SQLite's are wider).
-INTEGER_LIMIT = 2**31
-BIG_INTEGER_LIMIT = 2**63
-
-
-def _is_int(value: Any) -> bool:
-    """An integer that an ``Integer`` column can hold."""
-    return (isinstance(value, int) and not isinstance(value, bool)
-            and -INTEGER_LIMIT <= value < INTEGER_LIMIT)
-
-
-def check_storable(table: Table, values: Row) -> None:
-    """Raise :class:`InvalidPayloadError` for a value that ``table`` cannot hold.
-
-    NOTE: the parsers check types, but the database refuses more: text
-    with a NUL character or a lone surrogate, text longer than its
-    column, an integer beyond its column's range.  Left to the database,
-    such a value fails its item on every retry, and its row never gets
-    an outcome.
-    """
-    for name, value in values.items():
-        column_type = table.c[name].type
-        if isinstance(value, str):
-            _check_text(name, value, getattr(column_type, "length", None))
-        elif isinstance(value, int) and isinstance(column_type, Integer):
-            limit = BIG_INTEGER_LIMIT if isinstance(column_type, BigInteger) else INTEGER_LIMIT
-            if not -limit <= value < limit:
-                raise InvalidPayloadError(f"{name} is out of range")
-
-
-def _check_text(name: str, value: str, length: int | None) -> None:
-    if "\x00" in value:
-        raise InvalidPayloadError(f"{name} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidPayloadError(f"{name} is not valid Unicode") from None
-    if length is not None and len(value) > length:
-        raise InvalidPayloadError(f"{name} is longer than {length} characters")
 
 
 def _store(connection: Connection, table: Table, rows: list[tuple[int, Row]]) -> int:
@@ -305,7 +211,7 @@ def _handle_failure(table: Table, run_id: int, row_ids: list[int], error: ApiErr
     outcome = {NotFoundError: NOT_FOUND, InvalidPayloadError: INVALID}.get(type(error), FAILED)
     attempt = transient_attempts() + 1
     if isinstance(error, TransientApiError) and attempt <= get_settings().max_item_retries:
-        _record_attempt(table, row_ids, str(error))
+        record_attempt(table, row_ids, str(error))
         logger.warning("Attempt %d for %s failed: %s; retrying.", attempt, what, error,
                        extra={"rows": row_ids, "attempt": attempt, "reason": str(error)})
         raise error
@@ -314,34 +220,6 @@ def _handle_failure(table: Table, run_id: int, row_ids: list[int], error: ApiErr
     level = logging.INFO if outcome == NOT_FOUND else logging.WARNING
     logger.log(level, "No data for %s: %s (%s).", what, outcome, error, extra={
         "rows": row_ids, "outcome": outcome, "reason": str(error), "attempt": attempt})
-
-
-def record_failure(table: Table, run_id: int, row_ids: list[int], outcome: str,
-                   reason: str) -> int:
-    """Give rows a failure outcome for the run and count it; return how many changed."""
-    with transaction() as connection:
-        recorded = _record_outcome(connection, table, run_id, row_ids, outcome, reason)
-        _count(connection, table.name, run_id, **{outcome: recorded})
-    return recorded
-
-
-def give_up(actor_name: str, args: Sequence[Any], reason: str) -> None:
-    """Record the rows of an item message whose retries are spent as failed.
-
-    NOTE: a message fails for good after its retries (the database was
-    away for too long, a bug); without this its rows would have no
-    outcome, and their run would wait for them until its drain timeout.
-    """
-    run_id, series_id, *rest = args
-    if actor_name == "import_series":
-        table, row_ids = series, [series_id]
-    else:
-        table, row_ids = episodes, list(rest[0])
-
-    recorded = record_failure(table, run_id, row_ids, FAILED, reason)
-    logger.warning("Gave up on %s for rows %s: %s.", actor_name, row_ids, reason, extra={
-        "run_id": run_id, "rows": row_ids, "outcome": FAILED, "reason": reason,
-        "recorded": recorded})
 
 
 def _retry_later(error: RateLimitedError, kind: str, what: str) -> NoReturn:
@@ -373,52 +251,6 @@ def transient_attempts() -> int:
     return max(retries - int(message.options.get("rate_limited", 0)), 0)
 
 
-def _record_attempt(table: Table, row_ids: list[int], reason: str) -> None:
-    with transaction() as connection:
-        connection.execute(update(table).where(table.c.id.in_(row_ids)).values(
-            attempts=table.c.attempts + 1, last_error=reason[:1000], checked_at=utcnow()))
-
-
-def _record_outcome(connection: Connection, table: Table, run_id: int, row_ids: list[int],
-                    outcome: str, reason: str) -> int:
-    """Give rows their failure outcome for this run, once; return how many changed."""
-    if not row_ids:
-        return 0
-
-    counts_as_failed = outcome in (FAILED, INVALID)
-    park_after = get_settings().park_after_runs
-    failed_runs = table.c.failed_runs + (1 if counts_as_failed else 0)
-    new_outcome = case((failed_runs >= park_after, PARKED), else_=outcome) \
-        if counts_as_failed else outcome
-
-    result = connection.execute(update(table).where(
-        table.c.id.in_(row_ids),
-        table.c.data_last_updated_at.is_(None),
-        or_(table.c.last_run_id.is_(None), table.c.last_run_id != run_id),
-    ).values(outcome=new_outcome, failed_runs=failed_runs, last_error=reason[:1000],
-             last_run_id=run_id, checked_at=utcnow()))
-    return int(result.rowcount)
-
-
-#: The run's counts of row outcomes, which items add to.
-COUNTS = ("imported", "not_found", "invalid", "failed", "discovered")
-
-# NOTE: the statements every item runs are built once: building one
-# costs a worker thread about as much as the database takes to run it.
-_COUNT = (update(import_runs).where(import_runs.c.id == bindparam("run_id"))
-          .values({name: import_runs.c[name] + bindparam(name) for name in COUNTS}))
-
-
-def _count(connection: Connection, kind: str, run_id: int, **increments: int) -> None:
-    """Add row outcomes to the run's counts (and to the metrics)."""
-    if not any(increments.values()):
-        return
-
-    connection.execute(_COUNT, {"run_id": run_id, **dict.fromkeys(COUNTS, 0), **increments})
-    for outcome, count in increments.items():
-        metrics.rows(kind, outcome, count)
-
-
 @functools.cache
 def _state_query(table: Table, many: bool) -> Select[Any]:
     """What an item reads of its rows before its call: the key and whether each is open."""
@@ -446,4 +278,4 @@ def _still_open(row: Any, run_id: int) -> bool:
     return bool(row["last_run_id"] != run_id)
 
 
-__all__ = ["give_up", "import_episodes", "import_series"]
+__all__ = ["import_episodes", "import_series"]

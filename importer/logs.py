@@ -74,6 +74,10 @@ def configure_logging(*, level: int = logging.INFO, json: bool = True,
     logger.setLevel(min(level, logging.INFO))
     logger.propagate = False
 
-    # NOTE: httpx logs every request at INFO; the importer's own records
-    # already say what each call did.
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    # NOTE: httpx logs every request at INFO, its full URL (an access
+    # token, say) included; the importer's own records already say what
+    # each call did.
+    httpx_logger = logging.getLogger("httpx")
+    httpx_logger.setLevel(max(level, logging.WARNING))
+    if not any(isinstance(f, RedactingFilter) for f in httpx_logger.filters):
+        httpx_logger.addFilter(RedactingFilter())

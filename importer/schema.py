@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from .errors import InvalidPayloadError
+
 metadata = MetaData()
 
 #: Row outcomes, kept on series and episodes.
@@ -203,3 +205,46 @@ api_budget = Table(
     Column("name", String(32), primary_key=True),
     Column("next_slot", Float, nullable=False),
 )
+
+
+#: The bounds of the integer columns on PostgreSQL (SQLite's are wider).
+INTEGER_LIMIT = 2**31
+BIG_INTEGER_LIMIT = 2**63
+
+
+def fits_integer(value: Any) -> bool:
+    """True for an integer that an ``Integer`` column can hold."""
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and -INTEGER_LIMIT <= value < INTEGER_LIMIT)
+
+
+def check_storable(table: Table, values: dict[str, Any]) -> None:
+    """Raise :class:`InvalidPayloadError` for a value that ``table`` cannot hold.
+
+    NOTE: the parsers check types, but the database refuses more: text
+    with a NUL character or a lone surrogate, text longer than its
+    column, an integer beyond its column's range.  Left to the database,
+    such a value fails its item on every retry, and its row never gets
+    an outcome.
+    """
+    for name, value in values.items():
+        column_type = table.c[name].type
+        if isinstance(value, str):
+            _check_text(name, value, getattr(column_type, "length", None))
+        elif isinstance(value, int) and isinstance(column_type, Integer):
+            limit = BIG_INTEGER_LIMIT if isinstance(column_type, BigInteger) else INTEGER_LIMIT
+            if not -limit <= value < limit:
+                raise InvalidPayloadError(f"{name} is out of range")
+
+
+def _check_text(name: str, value: str, length: int | None) -> None:
+    if "\x00" in value:
+        raise InvalidPayloadError(f"{name} contains a NUL character")
+
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPayloadError(f"{name} is not valid Unicode") from None
+
+    if length is not None and len(value) > length:
+        raise InvalidPayloadError(f"{name} is longer than {length} characters")

@@ -9,6 +9,7 @@ kind of failure into one :class:`~importer.errors.ApiError` subclass.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -17,8 +18,10 @@ import httpx
 
 from . import metrics
 from .budget import ApiBudget
+from .database import get_engine
 from .errors import InvalidPayloadError, NotFoundError, RateLimitedError, TransientApiError
 from .limits import MAX_RATE_LIMIT_WAIT
+from .settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +33,13 @@ class TvmazeClient:
 
     def __init__(self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 15.0,
                  budget: ApiBudget | None = None) -> None:
+        # NOTE: httpx drops the path of every call whose base URL has a
+        # query (an access token, say), so the query goes with each call.
+        base_url, _, query = base_url.partition("?")
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
         self.http = httpx.Client(
             base_url=base_url,
+            params=httpx.QueryParams(query),
             timeout=timeout,
             headers={"User-Agent": USER_AGENT},
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
@@ -103,6 +110,34 @@ class TvmazeClient:
         except ValueError:
             snippet = response.text[:60].replace("\n", " ")
             raise InvalidPayloadError(f"body is not JSON: {snippet!r}") from None
+
+
+_client: TvmazeClient | None = None
+_client_lock = threading.Lock()
+
+
+def get_client() -> TvmazeClient:
+    """The API client of this process, sharing the database's API budget."""
+    global _client
+
+    with _client_lock:
+        if _client is None:
+            settings = get_settings()
+            budget = ApiBudget(get_engine(), calls=settings.api_calls,
+                               period=settings.api_period)
+            _client = TvmazeClient(settings.api_url, connect_timeout=settings.connect_timeout,
+                                   read_timeout=settings.read_timeout, budget=budget)
+        return _client
+
+
+def reset_client() -> None:
+    """Close and forget this process's client (after the settings change)."""
+    global _client
+
+    with _client_lock:
+        if _client is not None:
+            _client.close()
+        _client = None
 
 
 #: Seconds to wait after a 429 that names no Retry-After (TVmaze names none).

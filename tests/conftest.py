@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from importer.database import get_engine
-from importer.items import reset_client
 from importer.settings import get_settings
+from importer.tvmaze import reset_client
 from importer.tvmaze_server import GeneratedCatalogue, RecordedCatalogue, TvmazeServer
 
 DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tvmaze").resolve()

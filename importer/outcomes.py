@@ -1,0 +1,104 @@
+"""Row outcomes: what a run records of each row it could not fill, and its counts.
+
+An outcome is written once per run, with a condition on the row's
+state, so a redelivered item changes nothing and counts nothing twice.
+Nothing here ever blanks or deletes a row's data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, case, or_, update
+
+from . import metrics
+from .database import transaction
+from .schema import FAILED, INVALID, PARKED, episodes, import_runs, series, utcnow
+from .settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+#: The run's counts of row outcomes, which items add to.
+COUNTS = ("imported", "not_found", "invalid", "failed", "discovered")
+
+#: The longest error text kept on a row.
+MAX_ERROR_LENGTH = 1000
+
+# NOTE: built once: every item runs it, and building a statement costs a
+# worker thread about as much as the database takes to run it.
+_COUNT = (update(import_runs).where(import_runs.c.id == bindparam("run_id"))
+          .values({name: import_runs.c[name] + bindparam(name) for name in COUNTS}))
+
+
+def count_outcomes(connection: Connection, kind: str, run_id: int, **increments: int) -> None:
+    """Add row outcomes to the run's counts (and to the metrics)."""
+    if not any(increments.values()):
+        return
+
+    connection.execute(_COUNT, {"run_id": run_id, **dict.fromkeys(COUNTS, 0), **increments})
+    for outcome, count in increments.items():
+        metrics.rows(kind, outcome, count)
+
+
+def record_outcome(connection: Connection, table: Table, run_id: int, row_ids: list[int],
+                   outcome: str, reason: str) -> int:
+    """Give rows their failure outcome for this run, once; return how many changed.
+
+    A row that failed (or was invalid) in ``IMPORTER_PARK_AFTER_RUNS``
+    runs is parked instead.
+    """
+    if not row_ids:
+        return 0
+
+    counts_as_failed = outcome in (FAILED, INVALID)
+    failed_runs = table.c.failed_runs + (1 if counts_as_failed else 0)
+    new_outcome: Any = outcome
+    if counts_as_failed:
+        new_outcome = case((failed_runs >= get_settings().park_after_runs, PARKED),
+                           else_=outcome)
+
+    result = connection.execute(update(table).where(
+        table.c.id.in_(row_ids),
+        table.c.data_last_updated_at.is_(None),
+        or_(table.c.last_run_id.is_(None), table.c.last_run_id != run_id),
+    ).values(outcome=new_outcome, failed_runs=failed_runs, last_error=reason[:MAX_ERROR_LENGTH],
+             last_run_id=run_id, checked_at=utcnow()))
+    return int(result.rowcount)
+
+
+def record_failure(table: Table, run_id: int, row_ids: list[int], outcome: str,
+                   reason: str) -> int:
+    """Give rows a failure outcome for the run and count it; return how many changed."""
+    with transaction() as connection:
+        recorded = record_outcome(connection, table, run_id, row_ids, outcome, reason)
+        count_outcomes(connection, table.name, run_id, **{outcome: recorded})
+    return recorded
+
+
+def record_attempt(table: Table, row_ids: list[int], reason: str) -> None:
+    """Note a transient failure on rows that will be tried again."""
+    with transaction() as connection:
+        connection.execute(update(table).where(table.c.id.in_(row_ids)).values(
+            attempts=table.c.attempts + 1, last_error=reason[:MAX_ERROR_LENGTH],
+            checked_at=utcnow()))
+
+
+def give_up(actor_name: str, args: Sequence[Any], reason: str) -> None:
+    """Record the rows of an item message whose retries are spent as failed.
+
+    NOTE: a message fails for good after its retries (the database was
+    away for too long, a bug); without this its rows would have no
+    outcome, and their run would wait for them until its drain timeout.
+    """
+    run_id, series_id, *rest = args
+    if actor_name == "import_series":
+        table, row_ids = series, [series_id]
+    else:
+        table, row_ids = episodes, list(rest[0])
+
+    recorded = record_failure(table, run_id, row_ids, FAILED, reason)
+    logger.error("Gave up on %s for rows %s: %s.", actor_name, row_ids, reason, extra={
+        "run_id": run_id, "rows": row_ids, "outcome": FAILED, "reason": reason,
+        "recorded": recorded})
