@@ -67,6 +67,7 @@ def retry_when(retries: int, exception: BaseException) -> bool:
     """Retry policy shared by every actor."""
     if isinstance(exception, (dramatiq.Retry, TransientApiError)):
         return retries < MAX_API_RETRIES
+
     return retries < MAX_RETRIES
 
 

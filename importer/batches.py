@@ -147,12 +147,14 @@ def _carry_out(connection: Connection, run: RowMapping, dispatcher: Dispatcher,
 
     if _drain(connection, run):
         return run["step"] + 1, _next_delay(run)
+
     return None
 
 
 def _next_delay(run: RowMapping) -> float:
     if run["draining_since"] is None:
         return float(run["delay_seconds"])
+
     return _drain_poll(run)
 
 
@@ -218,6 +220,7 @@ def select_next(connection: Connection, kind: Kind, run: RowMapping) -> Selectio
                   or_(table.c.last_run_id.is_(None), table.c.last_run_id != run["id"]))
     if kind == "series":
         return _select_series(connection, table, wanted, run)
+
     return _select_episodes(connection, table, wanted, run)
 
 

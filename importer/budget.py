@@ -174,6 +174,7 @@ class ApiBudget:
             booked = connection.execute(_BOOK_AT_ONCE, params).first()
         if booked is None:
             return None
+
         next_slot, taken_at = booked
         return float(next_slot) - slots * self.interval, float(taken_at)
 
@@ -181,6 +182,7 @@ class ApiBudget:
         """Now, on the clock the timeline is kept by: the database's, or this host's."""
         if self._postgres:
             return float(connection.execute(_CLOCK).scalar_one())
+
         return time.time()
 
     def _ensure_row(self, connection: Connection) -> float:

@@ -153,11 +153,13 @@ def read_ids(source: TextIO | None) -> list[int]:
     """TVmaze ids from a file: one per line, blank lines and # comments skipped."""
     if source is None:
         return []
+
     ids = []
     for number, line in enumerate(source, start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
+
         if not text.isdigit() or not 1 <= int(text) <= MAX_TVMAZE_ID:
             raise ConfigurationError(
                 f"{source.name}, line {number}: {text[:40]!r} is not a TVmaze id")

@@ -74,10 +74,13 @@ def wait_for_run(run_id: int, *, poll: float = 0.5, timeout: float | None = None
             run = get_run(connection, run_id)
         if run is None:
             raise RunNotFoundError(f"run {run_id} does not exist")
+
         if on_progress is not None:
             on_progress(run)
         if is_finished(run):
             return run
+
         if deadline is not None and time.monotonic() > deadline:
             raise RunTimeoutError(f"run {run_id} did not finish within {timeout} s")
+
         time.sleep(poll)

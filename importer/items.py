@@ -143,6 +143,7 @@ def _discover(connection: Connection, series_id: int, parsed: dict[int, Row]) ->
     """Register and fill the listed episodes the catalogue does not have yet."""
     if not parsed:
         return 0
+
     now = utcnow()
     rows = [{"tvmaze_id": t, "series_id": series_id, "created_at": now,
              "data_last_updated_at": now, "outcome": IMPORTED, "checked_at": now, **data}
@@ -174,6 +175,7 @@ def _listed_episodes(payload: Any) -> list[tuple[int, int | None, int | None]]:
     for entry in entries:
         if not isinstance(entry, dict) or not fits_integer(entry.get("id")):
             continue
+
         season, number = entry.get("season"), entry.get("number")
         listed.append((entry["id"], season if fits_integer(season) else None,
                        number if fits_integer(number) else None))
@@ -247,6 +249,7 @@ def transient_attempts() -> int:
     message = CurrentMessage.get_current_message()
     if message is None:
         return 0
+
     retries = int(message.options.get("retries", 0))
     return max(retries - int(message.options.get("rate_limited", 0)), 0)
 
@@ -275,6 +278,7 @@ def _still_open(row: Any, run_id: int) -> bool:
     """False when the row already has data or its outcome for this run."""
     if row["data_last_updated_at"] is not None:
         return False
+
     return bool(row["last_run_id"] != run_id)
 
 

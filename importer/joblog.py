@@ -270,10 +270,13 @@ def to_json(value: Any) -> Any:
     """``value`` as JSON-compatible data; what JSON cannot hold becomes text."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
+
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_json(v) for v in value]
+
     return str(value)
 
 

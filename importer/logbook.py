@@ -28,6 +28,7 @@ def parse_age(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     if not match or int(match.group(1)) == 0:
         raise ConfigurationError(f"{text!r} is not an age like 90d, 12h, 30m")
+
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 

@@ -104,6 +104,7 @@ def episode_list(payload: Any) -> list[Any]:
     """The entries of a ``/shows/:id/episodes`` array, each still to be parsed."""
     if not isinstance(payload, list):
         raise InvalidPayloadError(f"expected a list of episodes, got {_kind(payload)}")
+
     return payload
 
 
@@ -113,12 +114,14 @@ def embedded_episodes(payload: Any) -> list[Any]:
     episodes = _object(embedded, "_embedded").get("episodes") or []
     if not isinstance(episodes, list):
         raise InvalidPayloadError(f"_embedded.episodes is {_kind(episodes)}, not a list")
+
     return episodes
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidPayloadError(f"expected a {what} object, got {_kind(value)}")
+
     return value
 
 
@@ -133,9 +136,11 @@ def _text(obj: dict[str, Any], key: str, *, required: bool = False) -> str | Non
     if value is None or (value == "" and not required):
         if required:
             raise InvalidPayloadError(f"{key} is missing")
+
         return None
     if not isinstance(value, str):
         raise InvalidPayloadError(f"{key} is {_kind(value)}, not a string")
+
     return value
 
 
@@ -146,6 +151,7 @@ def _integer(obj: dict[str, Any], key: str) -> int | None:
     # NOTE: bool is an int in Python, and TVmaze never sends one here.
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidPayloadError(f"{key} is {_kind(value)}, not an integer")
+
     return value
 
 
@@ -153,6 +159,7 @@ def _date(obj: dict[str, Any], key: str) -> date | None:
     value = _text(obj, key)
     if value is None:
         return None
+
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -163,6 +170,7 @@ def _airtime(episode: dict[str, Any]) -> str | None:
     value = _text(episode, "airtime")
     if value is not None and not re.fullmatch(r"\d\d:\d\d", value):
         raise InvalidPayloadError(f"airtime is not HH:MM: {value[:40]!r}")
+
     return value
 
 
@@ -170,6 +178,7 @@ def _genres(show: dict[str, Any]) -> list[str]:
     genres = show.get("genres") or []
     if not isinstance(genres, list) or not all(isinstance(g, str) for g in genres):
         raise InvalidPayloadError("genres is not a list of strings")
+
     return genres
 
 

@@ -40,6 +40,7 @@ def check_options(kind: str, batch_size: int | None,
     """Validate a run's options, filling in the defaults of its kind."""
     if kind not in KINDS:
         raise ConfigurationError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+
     checked_kind: Kind = "series" if kind == "series" else "episodes"
 
     settings = get_settings()
@@ -115,6 +116,7 @@ def _take_over_if_allowed(connection: Connection, kind: Kind, takeover: bool) ->
     run = active_run(connection, kind)
     if run is None:
         return
+
     if not (takeover or is_stale(run)):
         raise _run_active(run, kind)
 

@@ -54,16 +54,20 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+
         if value.tzinfo is None:
             raise ValueError("naive datetime; use datetime.now(timezone.utc)")
+
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
+
         return value.astimezone(UTC)
 
 

@@ -86,9 +86,11 @@ class Settings(BaseSettings):
     def _known_broker(cls, value: str | None) -> str | None:
         if not value:
             return None
+
         parts = urlsplit(value)
         if parts.scheme not in BROKER_SCHEMES or not parts.hostname:
             raise ValueError("expected amqp://user:password@host:port/vhost")
+
         return value
 
     @field_validator("series_schedule", "episodes_schedule", "prune_schedule")
@@ -108,6 +110,7 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL")
+
         return value.rstrip("/")
 
     @model_validator(mode="after")

@@ -86,12 +86,14 @@ class TvmazeClient:
         """
         if self.budget is None:
             return DEFAULT_RATE_LIMIT_WAIT
+
         return min(DEFAULT_RATE_LIMIT_WAIT, self.budget.period)
 
     def _decode(self, response: httpx.Response) -> Any:
         status = response.status_code
         if status == 404:
             raise NotFoundError(f"HTTP 404 for {response.request.url.path}")
+
         if status == 429:
             wait = retry_after_seconds(response.headers.get("Retry-After")) or self._pause()
             # NOTE: a retry waits unacked in the worker, where a wait past
@@ -102,6 +104,7 @@ class TvmazeClient:
             raise RateLimitedError(wait)
         if status >= 500:
             raise TransientApiError(f"HTTP {status}")
+
         if status != 200:
             raise InvalidPayloadError(f"unexpected HTTP {status}")
 
@@ -148,6 +151,7 @@ def retry_after_seconds(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta or HTTP date), if usable."""
     if not value:
         return None
+
     try:
         return max(float(value), 0.0)
     except ValueError:
