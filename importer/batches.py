@@ -173,42 +173,44 @@ def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher,
            ahead: Dispatched | None) -> bool:
     """Select and dispatch one batch (unless sent ahead); return True when more rows remain."""
     kind: Kind = run["kind"]
-    remaining_before = max(run["total"] - run["selected"], 0)
-    # NOTE: a step's records are written with the step itself: a worker
-    # killed after the commit cannot lose them, nor one killed before
-    # it double them when the step is done again.
-    log_in_transaction(connection, logger, logging.INFO, "Batch %d of %s run %d started.",
-                       run["step"], kind, run["id"], extra={
-                           "event": "batch_started", "run_id": run["id"], "step": run["step"],
-                           "batch_size": run["batch_size"],
-                           "delay_seconds": run["delay_seconds"]})
+    found = max(run["total"] - run["selected"], 0)
+    _log_step(connection, run, "batch_started", "Batch %d of %s run %d started.",
+              run["step"], kind, run["id"],
+              batch_size=run["batch_size"], delay_seconds=run["delay_seconds"])
 
     if ahead is not None and ahead.step == run["step"]:
         selection, dispatched = ahead.selection, ahead.sent
     else:
         selection = select_next(connection, kind, run)
         dispatched = dispatcher.send_items(kind, run["id"], selection.rows)
-    processing = len(selection.rows)
-    log_in_transaction(connection, logger, logging.INFO,
-                       "Found %d %s without data, processing %d in this batch.",
-                       remaining_before, kind, processing, extra={
-                           "event": "batch_found", "run_id": run["id"], "step": run["step"],
-                           "found": remaining_before, "processing": processing})
+    processed = len(selection.rows)
+    _log_step(connection, run, "batch_found",
+              "Found %d %s without data, processing %d in this batch.", found, kind, processed,
+              found=found, processing=processed)
 
     _record_batch(connection, run, selection, dispatched)
 
-    remaining = max(remaining_before - processing, 0) if selection.continues else 0
+    remaining = max(found - processed, 0) if selection.continues else 0
     metrics.remaining(kind, remaining)
-    log_in_transaction(
-        connection, logger, logging.INFO,
-        "Batch %d of %s run %d dispatched %d items for %d rows; %d remain%s.",
-        run["step"], kind, run["id"], dispatched, processing, remaining,
-        f", next batch in {run['delay_seconds']:g} s" if selection.continues else "",
-        extra={"event": "batch_result", "run_id": run["id"], "step": run["step"],
-               "dispatched": dispatched,
-               "processed": processing, "remaining": remaining,
-               "continues": selection.continues})
+    next_batch = f", next batch in {run['delay_seconds']:g} s" if selection.continues else ""
+    _log_step(connection, run, "batch_result",
+              "Batch %d of %s run %d dispatched %d items for %d rows; %d remain%s.",
+              run["step"], kind, run["id"], dispatched, processed, remaining, next_batch,
+              dispatched=dispatched, processed=processed, remaining=remaining,
+              continues=selection.continues)
     return selection.continues
+
+
+def _log_step(connection: Connection, run: RowMapping, event: str, message: str,
+              *args: Any, **fields: Any) -> None:
+    """Log one of a batch step's records, with the run, the step and the event.
+
+    NOTE: a step's records are written with the step itself: a worker
+    killed after the commit cannot lose them, nor one killed before it
+    double them when the step is done again.
+    """
+    extra = {"event": event, "run_id": run["id"], "step": run["step"], **fields}
+    log_in_transaction(connection, logger, logging.INFO, message, *args, extra=extra)
 
 
 def select_next(connection: Connection, kind: Kind, run: RowMapping) -> Selection:

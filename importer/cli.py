@@ -40,6 +40,7 @@ from .exitcodes import (
 )
 from .limits import MAX_BATCH_SIZE, MAX_DELAY_SECONDS
 from .logs import configure_logging
+from .redaction import redact
 from .runs import active_run
 from .settings import Settings, get_settings
 
@@ -57,34 +58,31 @@ _EXIT_CODES: list[tuple[type[ImporterError], int]] = [
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code, never a traceback (unless --verbose)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    verbose = "--verbose" in args or "-v" in args
     try:
         cli.main(args=args, prog_name="importer", standalone_mode=False)
     except click.exceptions.Exit as done:
         return int(done.exit_code)
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):
         _fail("interrupted")
         return EXIT_INTERRUPTED
     except click.ClickException as error:
         _fail(error.format_message().replace("\n", " "))
         return EXIT_USAGE
-    except ImporterError as error:
-        if verbose:
-            traceback.print_exc()
-        _fail(str(error))
-        return _exit_code(error)
-    except KeyboardInterrupt:
-        _fail("interrupted")
-        return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 -- the last line of defence
-        if verbose:
-            traceback.print_exc()
-        _fail(f"unexpected {type(error).__name__}: {error} (run with --verbose for details)")
-        return EXIT_FAILURE
+        return _report(error, verbose="--verbose" in args or "-v" in args)
     return EXIT_OK
 
 
-def _exit_code(error: ImporterError) -> int:
+def _report(error: Exception, *, verbose: bool) -> int:
+    """One line for ``error`` on stderr (and its traceback if asked); return its exit code."""
+    if verbose:
+        traceback.print_exc()
+
+    if not isinstance(error, ImporterError):
+        _fail(f"unexpected {type(error).__name__}: {error} (run with --verbose for details)")
+        return EXIT_FAILURE
+
+    _fail(str(error))
     for kind, code in _EXIT_CODES:
         if isinstance(error, kind):
             return code
@@ -92,7 +90,8 @@ def _exit_code(error: ImporterError) -> int:
 
 
 def _fail(message: str) -> None:
-    print(f"importer: error: {message}", file=sys.stderr)
+    # NOTE: an unexpected error may quote a URL with its password.
+    print(f"importer: error: {redact(message)}", file=sys.stderr)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -124,35 +124,47 @@ def queue_depths(broker_url: str) -> dict[str, dict[str, int]]:
 
 def render(report: dict[str, Any], console: Console) -> None:
     """``status`` as tables, for a terminal."""
-    rows = Table(title="Catalogue")
-    for column in ("kind", "missing", "imported", "not found", "invalid", "failed", "parked"):
-        rows.add_column(column, justify="right" if column != "kind" else "left")
-    for kind in KINDS:
-        data = report[kind]
-        reasons = data["failed_by_reason"]
-        rows.add_row(kind, str(data["missing"]), str(data["imported"]),
-                     str(reasons["not_found"]), str(reasons["invalid"]), str(reasons["failed"]),
-                     str(data["parked"]))
-    console.print(rows)
+    console.print(_catalogue_table(report))
+    console.print(_runs_table(report))
+    if report.get("queues"):
+        console.print(_queues_table(report["queues"]))
 
-    runs = Table(title="Runs (active and recent)")
+
+def _catalogue_table(report: dict[str, Any]) -> Table:
+    table = Table(title="Catalogue")
+    for column in ("kind", "missing", "imported", "not found", "invalid", "failed", "parked"):
+        table.add_column(column, justify="right" if column != "kind" else "left")
+
+    for kind in KINDS:
+        rows, reasons = report[kind], report[kind]["failed_by_reason"]
+        table.add_row(kind, str(rows["missing"]), str(rows["imported"]),
+                      str(reasons["not_found"]), str(reasons["invalid"]),
+                      str(reasons["failed"]), str(rows["parked"]))
+    return table
+
+
+def _runs_table(report: dict[str, Any]) -> Table:
+    table = Table(title="Runs (active and recent)")
     for column in ("run", "kind", "status", "batches", "done/total", "failed", "rate/s", "ETA",
                    "started"):
-        runs.add_column(column)
+        table.add_column(column)
+
     for kind in KINDS:
         for run in report[kind]["recent_runs"]:
             failed = run["not_found"] + run["invalid"] + run["failed"]
-            eta = run["eta_seconds"]
-            runs.add_row(str(run["id"]), kind, run["status"], str(run["batches"]),
-                         f"{run['done']}/{run['total']}", str(failed), str(run["rate_per_second"]),
-                         "-" if eta is None else f"{eta:.0f} s",
-                         f"{run['started_at']:%Y-%m-%d %H:%M:%S}")
-    console.print(runs)
+            eta = "-" if run["eta_seconds"] is None else f"{run['eta_seconds']:.0f} s"
+            table.add_row(str(run["id"]), kind, run["status"], str(run["batches"]),
+                          f"{run['done']}/{run['total']}", str(failed),
+                          str(run["rate_per_second"]), eta,
+                          f"{run['started_at']:%Y-%m-%d %H:%M:%S}")
+    return table
 
-    if report.get("queues"):
-        queues = Table(title="RabbitMQ queues")
-        for column in ("queue", "ready", "consumers"):
-            queues.add_column(column)
-        for name, depth in report["queues"].items():
-            queues.add_row(name, str(depth["ready"]), str(depth["consumers"]))
-        console.print(queues)
+
+def _queues_table(queues: dict[str, dict[str, int]]) -> Table:
+    table = Table(title="RabbitMQ queues")
+    for column in ("queue", "ready", "consumers"):
+        table.add_column(column)
+
+    for name, depth in queues.items():
+        table.add_row(name, str(depth["ready"]), str(depth["consumers"]))
+    return table
