@@ -310,13 +310,13 @@ def _complete(connection: Connection, run: RowMapping, pending: int) -> None:
     seconds = (now - run["started_at"]).total_seconds()
     fields = {name: run[name] for name in (
         "kind", "batches", "selected", "dispatched", "imported", "not_found", "invalid",
-        "failed", "discovered")}
+        "failed", "discovered", "skipped")}
     log_in_transaction(
         connection, logger, logging.INFO,
         "Run %d (%s) completed in %.1f s: %d batches, %d rows selected, %d imported, "
-        "%d not found, %d invalid, %d failed.",
+        "%d not found, %d invalid, %d failed, %d filled by an earlier run.",
         run["id"], run["kind"], seconds, run["batches"], run["selected"], run["imported"],
-        run["not_found"], run["invalid"], run["failed"],
+        run["not_found"], run["invalid"], run["failed"], run["skipped"],
         extra={"run_id": run["id"], "event": "run_completed", "duration_seconds": seconds,
                "pending": pending, **fields})
     if pending > 0:

@@ -108,11 +108,16 @@ def cli(verbose: bool, json_logs: bool) -> None:
 @cli.command("init-db")
 def init_db() -> None:
     """Create or upgrade the database schema."""
-    from .migrate import upgrade
+    from .migrate import head_revision, upgrade
 
     check_reachable()
-    upgrade()
-    click.echo("database schema is up to date")
+    before, after = upgrade(), head_revision()
+    if before is None:
+        click.echo(f"created the database schema (revision {after})")
+    elif before != after:
+        click.echo(f"upgraded the database schema from revision {before} to {after}")
+    else:
+        click.echo(f"the database schema is up to date (revision {after})")
 
 
 @cli.command("add-series")

@@ -98,11 +98,14 @@ def autocommit(engine: Engine | None = None) -> Iterator[Connection]:
 
 
 def check_schema(engine: Engine | None = None) -> None:
-    """Fail with one clear error when the database is unreachable or empty."""
+    """Fail with one clear error when the database is unreachable, empty or behind."""
+    from .migrate import current_revision, head_revision
+
     engine = engine or get_engine()
     try:
         with engine.connect() as connection:
             tables = set(inspect(connection).get_table_names())
+            revision = current_revision(connection) if "alembic_version" in tables else None
     except OperationalError as error:
         raise UnavailableError(
             f"cannot reach the database at {redact(str(engine.url))}: "
@@ -115,6 +118,12 @@ def check_schema(engine: Engine | None = None) -> None:
         raise SchemaMissingError(
             f"the database at {redact(str(engine.url))} has no importer schema; "
             "run `python -m importer init-db` first"
+        )
+
+    if revision != head_revision():
+        raise SchemaMissingError(
+            f"the database at {redact(str(engine.url))} has schema revision {revision}, "
+            f"this version needs {head_revision()}; run `python -m importer init-db` to upgrade"
         )
 
 

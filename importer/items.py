@@ -29,7 +29,14 @@ from .errors import (
     RateLimitedError,
     TransientApiError,
 )
-from .outcomes import count_outcomes, record_attempt, record_failure, record_outcome
+from .outcomes import (
+    count_outcomes,
+    record_attempt,
+    record_failure,
+    record_outcome,
+    record_skipped,
+    skip_filled,
+)
 from .payloads import Row, embedded_episodes, episode_list, parse_episode, parse_show
 from .schema import (
     FAILED,
@@ -52,7 +59,11 @@ def import_series(run_id: int, series_id: int) -> None:
     """Fetch one show, store it and register its regular episodes."""
     with autocommit() as connection:
         row = _load(connection, series, series_id)
-    if row is None or not _still_open(row, run_id):
+    if row is None or _state(row, run_id) == DONE:
+        return
+
+    if _state(row, run_id) == FILLED:
+        skip_filled(series, run_id, [series_id])
         return
 
     try:
@@ -65,9 +76,10 @@ def import_series(run_id: int, series_id: int) -> None:
 
     listed = _listed_episodes(payload)
     with transaction() as connection:
-        imported = _store(connection, series, [(series_id, data)])
+        imported = _store(connection, series, run_id, [(series_id, data)])
+        skipped = 0 if imported else record_skipped(connection, series, run_id, [series_id])
         registered = _register_episodes(connection, series_id, listed)
-        count_outcomes(connection, "series", run_id, imported=imported)
+        count_outcomes(connection, "series", run_id, imported=imported, skipped=skipped)
     logger.debug("Imported series %d and registered %d episodes.", row["tvmaze_id"], registered,
                  extra={"tvmaze_id": row["tvmaze_id"], "registered": registered})
 
@@ -82,8 +94,12 @@ def import_episodes(run_id: int, series_id: int, episode_ids: Sequence[int]) -> 
     """
     with autocommit() as connection:
         show = _load(connection, series, series_id)
-        rows = [r for r in _load_many(connection, episodes, episode_ids)
-                if _still_open(r, run_id)]
+        loaded = _load_many(connection, episodes, episode_ids)
+    filled = [r["id"] for r in loaded if _state(r, run_id) == FILLED]
+    if filled:
+        skip_filled(episodes, run_id, filled)
+
+    rows = [r for r in loaded if _state(r, run_id) == OPEN]
     if show is None or not rows:
         return
 
@@ -122,31 +138,36 @@ def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[i
             if r["tvmaze_id"] not in parsed and r["tvmaze_id"] not in invalid]
 
     with transaction() as connection:
-        imported = _store(connection, episodes, filled)
+        imported = _store(connection, episodes, run_id, filled)
         # NOTE: the rows this item was given exist: only the rest of the
         # list can be new, and a short insert is much cheaper than a long one.
-        discovered = _discover(connection, series_id,
+        discovered = _discover(connection, series_id, run_id,
                                {t: data for t, data in parsed.items() if t not in known})
         invalid_rows = sum(record_outcome(connection, episodes, run_id, [row_id], INVALID, reason)
                            for row_id, reason in bad.items())
         not_found = record_outcome(connection, episodes, run_id, gone, NOT_FOUND,
-                                    "not in the show's episode list")
+                                   "not in the show's episode list")
+        skipped = 0
+        if imported + invalid_rows + not_found < len(rows):
+            skipped = record_skipped(connection, episodes, run_id, list(known.values()))
         count_outcomes(connection, "episodes", run_id, imported=imported, invalid=invalid_rows,
-               not_found=not_found, discovered=discovered)
+                       not_found=not_found, discovered=discovered, skipped=skipped)
 
     for row_id, reason in bad.items():
         logger.warning("Episode row %d has an invalid payload: %s.", row_id, reason,
                        extra={"row_id": row_id, "outcome": INVALID, "reason": reason})
 
 
-def _discover(connection: Connection, series_id: int, parsed: dict[int, Row]) -> int:
+def _discover(connection: Connection, series_id: int, run_id: int,
+              parsed: dict[int, Row]) -> int:
     """Register and fill the listed episodes the catalogue does not have yet."""
     if not parsed:
         return 0
 
     now = utcnow()
     rows = [{"tvmaze_id": t, "series_id": series_id, "created_at": now,
-             "data_last_updated_at": now, "outcome": IMPORTED, "checked_at": now, **data}
+             "data_last_updated_at": now, "outcome": IMPORTED, "checked_at": now,
+             "last_run_id": run_id, **data}
             for t, data in parsed.items()]
     return insert_ignoring_duplicates(connection, episodes, rows)
 
@@ -182,14 +203,16 @@ def _listed_episodes(payload: Any) -> list[tuple[int, int | None, int | None]]:
     return listed
 
 
-def _store(connection: Connection, table: Table, rows: list[tuple[int, Row]]) -> int:
+def _store(connection: Connection, table: Table, run_id: int,
+           rows: list[tuple[int, Row]]) -> int:
     """Write fetched data to rows that still miss it; return how many were written."""
     if not rows:
         return 0
 
     now = utcnow()
     params = [{"row_id": row_id, **data, "data_last_updated_at": now, "outcome": IMPORTED,
-               "attempts": 0, "failed_runs": 0, "last_error": None, "checked_at": now}
+               "attempts": 0, "failed_runs": 0, "last_error": None, "checked_at": now,
+               "last_run_id": run_id}
               for row_id, data in rows]
     statement = _store_statement(table, tuple(key for key in params[0] if key != "row_id"))
     return int(connection.execute(statement, params).rowcount)
@@ -274,12 +297,17 @@ def _load_many(connection: Connection, table: Table, row_ids: Sequence[int]) -> 
     return list(connection.execute(query, {"row_ids": list(row_ids)}).mappings())
 
 
-def _still_open(row: Any, run_id: int) -> bool:
-    """False when the row already has data or its outcome for this run."""
-    if row["data_last_updated_at"] is not None:
-        return False
+#: What an item finds of a row it is given.
+OPEN, DONE, FILLED = "open", "done", "filled"
 
-    return bool(row["last_run_id"] != run_id)
+
+def _state(row: Any, run_id: int) -> str:
+    """``DONE`` when the row has its outcome for this run (a redelivered item),
+    ``FILLED`` when another run's item gave it data, else ``OPEN``."""
+    if row["last_run_id"] == run_id:
+        return DONE
+
+    return FILLED if row["data_last_updated_at"] is not None else OPEN
 
 
 __all__ = ["import_episodes", "import_series"]

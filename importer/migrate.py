@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
 
 from .database import get_engine
 
@@ -23,11 +26,25 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine | None = None, revision: str = "head") -> None:
-    """Bring the schema of ``engine``'s database up to ``revision``."""
+@functools.cache
+def head_revision() -> str | None:
+    """The revision this version of the package needs."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database's schema is at (None without one)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine | None = None, revision: str = "head") -> str | None:
+    """Bring the schema of ``engine``'s database up to ``revision``; return the one it had."""
     config = alembic_config()
     with (engine or get_engine()).connect() as connection:
+        before = current_revision(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         connection.commit()
-    logger.info("Database schema is at revision %s.", revision)
+    logger.info("Database schema is at revision %s (was %s).", revision, before,
+                extra={"revision": revision, "before": before})
+    return before

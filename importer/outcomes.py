@@ -21,7 +21,7 @@ from .settings import get_settings
 logger = logging.getLogger(__name__)
 
 #: The run's counts of row outcomes, which items add to.
-COUNTS = ("imported", "not_found", "invalid", "failed", "discovered")
+COUNTS = ("imported", "not_found", "invalid", "failed", "discovered", "skipped")
 
 #: The longest error text kept on a row.
 MAX_ERROR_LENGTH = 1000
@@ -68,13 +68,46 @@ def record_outcome(connection: Connection, table: Table, run_id: int, row_ids: l
     return int(result.rowcount)
 
 
+def record_skipped(connection: Connection, table: Table, run_id: int,
+                   row_ids: list[int]) -> int:
+    """Count, once for the run, the rows that another run's items filled; return how many.
+
+    NOTE: after a takeover the abandoned run's items still in the queue
+    fill rows that the new run selected too.  The new run's items find
+    them filled and call no API, but the run must count them as done,
+    or it would wait for them until its drain timeout.
+    """
+    if not row_ids:
+        return 0
+
+    result = connection.execute(update(table).where(
+        table.c.id.in_(row_ids),
+        table.c.data_last_updated_at.is_not(None),
+        or_(table.c.last_run_id.is_(None), table.c.last_run_id != run_id),
+    ).values(last_run_id=run_id))
+    return int(result.rowcount)
+
+
 def record_failure(table: Table, run_id: int, row_ids: list[int], outcome: str,
                    reason: str) -> int:
-    """Give rows a failure outcome for the run and count it; return how many changed."""
+    """Give rows a failure outcome for the run and count it; return how many changed.
+
+    A row filled meanwhile by another run's item counts as skipped.
+    """
     with transaction() as connection:
         recorded = record_outcome(connection, table, run_id, row_ids, outcome, reason)
-        count_outcomes(connection, table.name, run_id, **{outcome: recorded})
+        skipped = 0
+        if recorded < len(row_ids):
+            skipped = record_skipped(connection, table, run_id, row_ids)
+        count_outcomes(connection, table.name, run_id, **{outcome: recorded, "skipped": skipped})
     return recorded
+
+
+def skip_filled(table: Table, run_id: int, row_ids: list[int]) -> None:
+    """Count the rows of an item that another run's items already filled."""
+    with transaction() as connection:
+        skipped = record_skipped(connection, table, run_id, row_ids)
+        count_outcomes(connection, table.name, run_id, skipped=skipped)
 
 
 def record_attempt(table: Table, row_ids: list[int], reason: str) -> None:

@@ -55,7 +55,8 @@ def print_run(run: RowMapping) -> None:
     """Print a finished run's counts; an abandoned run is an error (exit code 7)."""
     print(f"run {run['id']} ({run['kind']}) {run['status']}: {run['batches']} batches, "
           f"{run['selected']} rows, {run['imported']} imported, {run['not_found']} not found, "
-          f"{run['invalid']} invalid, {run['failed']} failed, {run['discovered']} discovered",
+          f"{run['invalid']} invalid, {run['failed']} failed, {run['discovered']} discovered"
+          + (f", {run['skipped']} filled by an earlier run" if run["skipped"] else ""),
           flush=True)
     if run["status"] == ABANDONED:
         raise RunAbandonedError(

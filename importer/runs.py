@@ -163,4 +163,5 @@ def is_finished(run: RowMapping) -> bool:
 
 def items_done(run: RowMapping) -> int:
     """Selected rows that have their outcome for this run."""
-    return int(run["imported"] + run["not_found"] + run["invalid"] + run["failed"])
+    return int(run["imported"] + run["not_found"] + run["invalid"] + run["failed"]
+               + run["skipped"])

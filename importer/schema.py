@@ -166,6 +166,8 @@ import_runs = Table(
     Column("invalid", Integer, nullable=False, server_default="0"),
     Column("failed", Integer, nullable=False, server_default="0"),
     Column("discovered", Integer, nullable=False, server_default="0"),
+    # Rows that had data when their item came: filled by an earlier run's items.
+    Column("skipped", Integer, nullable=False, server_default="0"),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("heartbeat_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime()),

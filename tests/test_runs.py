@@ -17,7 +17,7 @@ from importer.control import start_run
 from importer.errors import RunActiveError
 from importer.exitcodes import EXIT_RUN_ACTIVE
 from importer.joblog import flush_job_logs
-from importer.runs import stale_after
+from importer.runs import create_run, stale_after
 from importer.schema import import_runs, series, utcnow
 from importer.tvmaze_server import GeneratedCatalogue, TvmazeServer
 
@@ -182,3 +182,40 @@ def _wait(run_id: int) -> Any:
     run = wait_for_run(run_id, poll=0.05, timeout=30)
     flush_job_logs()
     return run
+
+
+class Recording:
+    """A dispatcher that keeps a step's item messages instead of sending them."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+
+    def send_items(self, kind: Any, run_id: int, rows: Any) -> int:
+        self.rows.extend(row["id"] for row in rows)
+        return len(rows)
+
+    def send_step(self, kind: Any, run_id: int, step: int, delay_seconds: float) -> None:
+        pass
+
+
+def test_a_run_that_took_over_ends_once_the_abandoned_runs_items_filled_its_rows(
+        database: Engine, api: TvmazeServer) -> None:
+    from importer import batches, items
+
+    register(database, [1, 2, 3])
+    abandoned = create_run("series", 50, 0.0)
+    taking_over = create_run("series", 50, 0.0, takeover=True)
+    selected = Recording()
+    batches.run_step("series", taking_over, 0, selected)
+
+    for row_id in selected.rows:
+        items.import_series(abandoned, row_id)   # still queued when the takeover came
+    for row_id in selected.rows:
+        items.import_series(taking_over, row_id)
+        items.import_series(taking_over, row_id)   # and delivered twice
+    batches.run_step("series", taking_over, 1, selected)
+
+    run = runs(database)[-1]
+    assert len(selected.rows) == 3 and api.requests == 3
+    assert run["status"] == "completed"
+    assert (run["selected"], run["imported"], run["skipped"]) == (3, 0, 3)
