@@ -3,6 +3,11 @@
 ``start_run("episodes", batch_size=200, delay=5)`` is exactly what
 ``python -m importer episodes --batch-size=200 --delay=5`` does with a
 broker configured: it records the run and enqueues its first batch.
+Without a broker, runs are started inside an embedded worker, which
+carries them out::
+
+    with embedded_worker():
+        run = wait_for_run(start_run("episodes"))
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from sqlalchemy import RowMapping, update
 
-from .broker import connect
+from . import embedded
+from .broker import connect, is_embedded
 from .database import check_schema, get_engine
-from .errors import RunNotFoundError, RunTimeoutError, UnavailableError
+from .errors import ConfigurationError, RunNotFoundError, RunTimeoutError, UnavailableError
 from .runs import abandon_run, check_options, create_run, get_run, is_finished
 from .schema import import_runs
 from .settings import get_settings
@@ -59,10 +65,19 @@ def start_run(kind: str, batch_size: int | None = None, delay: float | None = No
 
 
 def check_broker(broker: dramatiq.Broker) -> None:
-    """Fail with one clear error when RabbitMQ cannot be reached."""
+    """Fail with one clear error when no worker could ever take the run's messages.
+
+    That is: RabbitMQ cannot be reached, or no broker is configured and
+    no embedded worker runs in this process (the message would stay in
+    this process's memory and be lost with it).
+    """
     url = get_settings().broker_url
     if isinstance(broker, RabbitmqBroker) and url is not None:
         connect(url).close()
+    elif is_embedded(broker) and not embedded.is_running():
+        raise ConfigurationError(
+            "IMPORTER_BROKER_URL is not set: set it to start runs for a worker, or start "
+            "them inside `with importer.embedded.embedded_worker():` (as the commands do)")
 
 
 def wait_for_run(run_id: int, *, poll: float = 0.5, timeout: float | None = None,

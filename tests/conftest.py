@@ -135,16 +135,19 @@ def database(monkeypatch: pytest.MonkeyPatch, database_url: str,
 @pytest.fixture
 def worker(database: Engine) -> Iterator[Any]:
     """An in-process worker on the stub broker, as embedded mode runs it."""
-    from dramatiq import Worker
-
     from importer.actors import broker
+    from importer.embedded import embedded_worker
 
     broker.flush_all()
-    worker = Worker(broker, worker_threads=4, worker_timeout=50)
-    worker.start()
-    yield worker
-    worker.stop()
+    with embedded_worker(threads=4, poll_ms=50) as worker:
+        yield worker
     broker.flush_all()
+
+
+@pytest.fixture
+def queued_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs start on the in-process broker with no worker taking their messages."""
+    monkeypatch.setattr("importer.embedded.is_running", lambda: True)
 
 
 def run_to_end(kind: str, batch_size: int | None = None, delay: float = 0.0,

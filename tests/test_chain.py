@@ -250,10 +250,9 @@ def test_episodes_of_one_show_cost_one_call_however_many_batches_they_span(
 
 def test_sqlite_never_reports_a_locked_database_under_many_worker_threads(
         monkeypatch: Any, sqlite_url: str, generated_api: TvmazeServer) -> None:
-    from dramatiq import Worker
-
     from importer.actors import broker
     from importer.database import get_engine
+    from importer.embedded import embedded_worker
     from importer.joblog import install_job_log_handler
     from importer.migrate import upgrade
 
@@ -264,13 +263,9 @@ def test_sqlite_never_reports_a_locked_database_under_many_worker_threads(
     install_job_log_handler(engine)
     register(engine, list(range(1, 41)))
     broker.flush_all()
-    worker = Worker(broker, worker_threads=16, worker_timeout=50)
-    worker.start()
-    try:
+    with embedded_worker(threads=16, poll_ms=50):
         series_run = run_to_end("series", batch_size=40)
         episodes_run = run_to_end("episodes", batch_size=200)
-    finally:
-        worker.stop()
 
     with engine.connect() as connection:
         failed_jobs = connection.execute(select(func.count()).select_from(job_logs).where(

@@ -239,3 +239,18 @@ def test_prune_logs_deletes_only_records_older_than_the_age(ready: dict[str, str
     assert "deleted 0" in kept.stdout
     assert "deleted 3" in pruned.stdout
     assert count_rows(ready, job_logs) == before - 3
+
+
+def test_start_run_without_a_broker_or_an_embedded_worker_starts_nothing(
+        ready: dict[str, str]) -> None:
+    run_cli(["add-series", "1"], ready)
+    script = ("from importer.control import start_run\n"
+              "from importer.errors import ConfigurationError\n"
+              "try:\n    start_run('series')\n"
+              "except ConfigurationError as error:\n    print(error)\n")
+
+    done = subprocess.run([sys.executable, "-c", script], env=ready, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+    assert "IMPORTER_BROKER_URL is not set" in done.stdout, done.stderr
+    assert count_rows(ready, import_runs) == 0

@@ -33,6 +33,7 @@ from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from importer.embedded import embedded_worker
 from importer.migrate import upgrade
 from importer.schema import episodes, import_runs, job_logs, series
 from importer.tvmaze_server import Fault, GeneratedCatalogue, TvmazeServer
@@ -476,12 +477,10 @@ def in_process_worker(threads: int) -> Iterator[Worker]:
     from importer.actors import broker
 
     broker.flush_all()
-    worker = Worker(broker, worker_threads=threads, worker_timeout=50)
-    worker.start()
     try:
-        yield worker
+        with embedded_worker(threads=threads, poll_ms=50) as worker:
+            yield worker
     finally:
-        worker.stop()
         broker.flush_all()
 
 

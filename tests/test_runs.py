@@ -25,6 +25,10 @@ from .conftest import configure
 from .services import run_cli
 from .test_faults import in_process_worker, paths, records
 
+# NOTE: most runs here are only started, to test the guard: their
+# messages stay queued in this process.
+pytestmark = pytest.mark.usefixtures("queued_only")
+
 
 @pytest.fixture
 def local_api(monkeypatch: pytest.MonkeyPatch, database: Engine) -> Iterator[TvmazeServer]:
