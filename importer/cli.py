@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .catalogue import KINDS, MAX_TVMAZE_ID, Kind, add_episodes, add_series, retry_parked
-from .database import check_schema, get_engine
+from .database import check_reachable, check_schema, get_engine
 from .errors import (
     ConfigurationError,
     ImporterError,
@@ -381,14 +381,6 @@ def demo(data: str | None, shows: int, database: str | None) -> None:
     from .demo import run_demo
 
     run_demo(data=data, shows=shows, database_url=database)
-
-
-def check_reachable() -> None:
-    """Fail early when the database cannot be reached at all."""
-    try:
-        check_schema()
-    except SchemaMissingError:
-        pass
 
 
 def main_entry() -> None:

@@ -127,6 +127,14 @@ def check_schema(engine: Engine | None = None) -> None:
         )
 
 
+def check_reachable(engine: Engine | None = None) -> None:
+    """Fail with one clear error when the database cannot be reached at all."""
+    try:
+        check_schema(engine)
+    except SchemaMissingError:
+        pass
+
+
 def _first_line(error: object) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__

@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
+from sqlalchemy import Connection, func, select
 
+from .errors import ConfigurationError
+from .redaction import redact
 from .settings import get_settings
 from .tvmaze_server import ATTRIBUTION, GeneratedCatalogue, RecordedCatalogue, TvmazeServer
 
@@ -43,14 +47,16 @@ def _configure(api_url: str, database_url: str) -> None:
 def _run(show_ids: list[int], server: TvmazeServer) -> None:
     from .catalogue import add_series
     from .control import start_run, wait_for_run
-    from .database import get_engine
+    from .database import check_reachable, get_engine
     from .embedded import embedded_worker
     from .migrate import upgrade
     from .progress import RunProgress, print_run
     from .status import status_report
 
+    check_reachable()
     upgrade()
     with get_engine().begin() as connection:
+        _check_empty(connection)
         add_series(connection, show_ids)
     click.echo(f"registered {len(show_ids)} shows served by {server.url}")
 
@@ -60,9 +66,23 @@ def _run(show_ids: list[int], server: TvmazeServer) -> None:
             print_run(wait_for_run(run_id, poll=0.2, on_progress=RunProgress()))
 
     report = status_report()
-    click.echo(
-        f"series: {report['series']['imported']} imported, {report['series']['failed']} failed; "
-        f"episodes: {report['episodes']['imported']} imported, "
-        f"{report['episodes']['failed']} failed; "
-        f"{server.requests} API calls, {server.rate_limited} answered 429")
+    click.echo("; ".join(_summary(kind, report[kind]) for kind in ("series", "episodes"))
+               + f"; {server.requests} API calls, {server.rate_limited} answered 429")
     click.echo(ATTRIBUTION)
+
+
+def _summary(kind: str, rows: dict[str, Any]) -> str:
+    reasons = rows["failed_by_reason"]
+    return (f"{kind}: {rows['imported']} imported, {reasons['not_found']} not found, "
+            f"{reasons['invalid'] + reasons['failed'] + rows['parked']} failed")
+
+
+def _check_empty(connection: Connection) -> None:
+    """Refuse a database that holds a catalogue: the demo would mix its own into it."""
+    from .schema import series
+
+    held = connection.execute(select(func.count()).select_from(series)).scalar_one()
+    if held:
+        raise ConfigurationError(
+            f"the demo needs an empty database, and {redact(str(connection.engine.url))} "
+            f"holds {held} series; leave out --database to use a temporary one")
