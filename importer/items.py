@@ -239,7 +239,9 @@ def _handle_failure(table: Table, run_id: int, row_ids: list[int], error: ApiErr
         record_attempt(table, row_ids, str(error))
         logger.warning("Attempt %d for %s failed: %s; retrying.", attempt, what, error,
                        extra={"rows": row_ids, "attempt": attempt, "reason": str(error)})
-        raise error
+        # NOTE: an expected failure, said in the line above: retried with
+        # the actor's backoff, without a traceback in the worker's log.
+        raise dramatiq.Retry(str(error)) from None
 
     record_failure(table, run_id, row_ids, outcome, str(error))
     level = logging.INFO if outcome == NOT_FOUND else logging.WARNING
@@ -264,7 +266,7 @@ def _retry_later(error: RateLimitedError, kind: str, what: str) -> NoReturn:
         metrics.rate_limited(kind)
         logger.warning("Rate limited on %s; retrying in %.1f s.", what, seconds,
                        extra={"retry_after": seconds})
-    raise dramatiq.Retry(delay=int(seconds * 1000))
+    raise dramatiq.Retry(str(error), delay=int(seconds * 1000))
 
 
 def transient_attempts() -> int:

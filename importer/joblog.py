@@ -117,8 +117,9 @@ class JobLogMiddleware(Middleware):
         elif isinstance(exception, dramatiq.Retry):
             # NOTE: asked for on purpose (a 429, a full budget, a step
             # still being sent): not a failure to alarm anyone.
+            reason = f": {exception}" if str(exception) else ""
             record_execution(job, "retried",
-                             redact(f"Job {job.job_class} will be retried: {exception}."),
+                             redact(f"Job {job.job_class} will be retried{reason}."),
                              duration_ms=duration_ms)
         else:
             logger.warning("Job %s failed: %s.", job.job_class, exception, extra={

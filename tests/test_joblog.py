@@ -16,6 +16,7 @@ from importer import joblog
 from importer.joblog import Job, record_execution, to_json
 from importer.logs import configure_logging
 from importer.schema import series
+from importer.tvmaze import get_client
 from importer.tvmaze_server import Fault, TvmazeServer
 
 from .conftest import run_to_end
@@ -53,7 +54,7 @@ def test_an_item_execution_names_the_series_row_it_concerns(
         ("series", row["id"]) for row in rows(database, series).values()}
 
 
-def test_a_failing_execution_is_recorded_as_failed_with_its_error(
+def test_an_execution_retried_after_a_transient_api_error_is_recorded_as_retried(
         database: Engine, worker: Any, api: TvmazeServer) -> None:
     register(database, [1])
     api.add_fault("/shows/1", Fault("status", status=503, times=1))
@@ -61,11 +62,30 @@ def test_a_failing_execution_is_recorded_as_failed_with_its_error(
     run = run_to_end("series")
 
     items = executions(logs(database, run["id"]), "import_series")
-    statuses = [r["status"] for r in items]
+    assert [r["status"] for r in items] == ["started", "retried", "started", "success"]
+    assert items[1]["message"] == "Job importer.actors.import_series will be retried: HTTP 503."
+
+
+def test_a_failing_execution_is_recorded_as_failed_with_its_error(
+        database: Engine, worker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    register(database, [1])
+    calls = []
+
+    def broken_once() -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return get_client()
+
+    monkeypatch.setattr("importer.items.get_client", broken_once)
+
+    run = run_to_end("series")
+
+    items = executions(logs(database, run["id"]), "import_series")
     failed = [r for r in items if r["status"] == "failed"]
-    assert statuses == ["started", "failed", "started", "success"]
+    assert [r["status"] for r in items] == ["started", "failed", "started", "success"]
     assert failed[0]["level"] == "WARNING"
-    assert failed[0]["context"]["error"] == "TransientApiError"
+    assert failed[0]["context"]["error"] == "RuntimeError"
 
 
 @pytest.fixture
