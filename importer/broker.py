@@ -65,6 +65,23 @@ def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> pika.BlockingConnecti
             f"cannot reach the broker at {redact(url)}: {type(error).__name__}") from None
 
 
+def consumers(url: str, queue: str) -> int | None:
+    """How many consumers ``queue`` has on RabbitMQ; None when it cannot be told."""
+    try:
+        connection = connect(url)
+    except UnavailableError:
+        return None
+
+    try:
+        declared = connection.channel().queue_declare(queue, passive=True)
+        return int(declared.method.consumer_count)
+    except pika.exceptions.AMQPError:
+        return None
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 def build_middleware(settings: Settings) -> list[Middleware]:
     """The Dramatiq middleware the actors use, plus the importer's own.
 

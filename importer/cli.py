@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import signal
 import sys
 import time
 import traceback
@@ -46,6 +48,9 @@ from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
+#: Columns of the status tables when the output is not a terminal.
+PIPED_WIDTH = 200
+
 _EXIT_CODES: list[tuple[type[ImporterError], int]] = [
     (ConfigurationError, EXIT_CONFIG),
     (UnavailableError, EXIT_UNAVAILABLE),
@@ -66,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail("interrupted")
         return EXIT_INTERRUPTED
     except click.ClickException as error:
-        _fail(error.format_message().replace("\n", " "))
+        _fail(error.format_message())
         return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 -- the last line of defence
         return _report(error, verbose="--verbose" in args or "-v" in args)
@@ -90,8 +95,9 @@ def _report(error: Exception, *, verbose: bool) -> int:
 
 
 def _fail(message: str) -> None:
-    # NOTE: an unexpected error may quote a URL with its password.
-    print(f"importer: error: {redact(message)}", file=sys.stderr)
+    # NOTE: an unexpected error may quote a URL with its password; click
+    # breaks its messages over lines and tabs.
+    print(f"importer: error: {redact(' '.join(message.split()))}", file=sys.stderr)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,13 +128,13 @@ def init_db() -> None:
 
 @cli.command("add-series")
 @click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_TVMAZE_ID))
-@click.option("--from-file", "from_file", type=click.File("r"),
+@click.option("--from-file", "from_file", type=click.File("r", encoding="utf-8-sig"),
               help="Read ids from a file, one per line ('-' for stdin).")
 def add_series_command(ids: tuple[int, ...], from_file: TextIO | None) -> None:
     """Register series by TVmaze id."""
     tvmaze_ids = list(ids) + read_ids(from_file)
     if not tvmaze_ids:
-        raise click.UsageError("give at least one TVmaze id, or --from-file")
+        raise _no_ids(from_file)
 
     check_schema()
     with get_engine().begin() as connection:
@@ -139,13 +145,13 @@ def add_series_command(ids: tuple[int, ...], from_file: TextIO | None) -> None:
 @cli.command("add-episodes")
 @click.argument("show_id", type=click.IntRange(1, MAX_TVMAZE_ID))
 @click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_TVMAZE_ID))
-@click.option("--from-file", "from_file", type=click.File("r"),
+@click.option("--from-file", "from_file", type=click.File("r", encoding="utf-8-sig"),
               help="Read episode ids from a file, one per line ('-' for stdin).")
 def add_episodes_command(show_id: int, ids: tuple[int, ...], from_file: TextIO | None) -> None:
     """Register episodes of the show SHOW_ID by TVmaze id."""
     tvmaze_ids = list(ids) + read_ids(from_file)
     if not tvmaze_ids:
-        raise click.UsageError("give at least one episode id, or --from-file")
+        raise _no_ids(from_file)
 
     check_schema()
     with get_engine().begin() as connection:
@@ -158,17 +164,35 @@ def read_ids(source: TextIO | None) -> list[int]:
     if source is None:
         return []
 
-    ids = []
-    for number, line in enumerate(source, start=1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
+    try:
+        return [_id_on_line(source.name, number, line)
+                for number, line in enumerate(source, start=1)
+                if line.split("#", 1)[0].strip()]
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{source.name} is not UTF-8 text") from None
 
-        if not text.isdigit() or not 1 <= int(text) <= MAX_TVMAZE_ID:
-            raise ConfigurationError(
-                f"{source.name}, line {number}: {text[:40]!r} is not a TVmaze id")
-        ids.append(int(text))
-    return ids
+
+def _id_on_line(name: str, number: int, line: str) -> int:
+    text = line.split("#", 1)[0].strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_TVMAZE_ID:
+        raise ConfigurationError(f"{name}, line {number}: {text[:40]!r} is not a TVmaze id")
+
+    return int(text)
+
+
+def _no_ids(source: TextIO | None) -> click.UsageError:
+    if source is None:
+        return click.UsageError("give at least one TVmaze id, or --from-file")
+
+    return click.UsageError(f"{source.name} holds no TVmaze id")
+
+
+def _a_number(context: click.Context, parameter: click.Parameter,
+              value: float | None) -> float | None:
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("nan is not a number of seconds")
+
+    return value
 
 
 def _run_command(kind: Kind) -> click.Command:
@@ -179,7 +203,7 @@ def _run_command(kind: Kind) -> click.Command:
     @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE),
                   show_default=size_default,
                   help="Rows per batch (episodes come in whole shows).")
-    @click.option("--delay", type=click.FloatRange(0, MAX_DELAY_SECONDS),
+    @click.option("--delay", type=click.FloatRange(0, MAX_DELAY_SECONDS), callback=_a_number,
                   show_default="10, or IMPORTER_BATCH_DELAY",
                   help="Seconds between two batches.")
     @click.option("--wait", is_flag=True, help="With a broker: follow the run until it ends.")
@@ -209,30 +233,58 @@ def show_dry_run(kind: Kind, batch_size: int | None, delay: float | None) -> Non
     seconds = plan["api_calls"] * settings.api_interval
     batches = -(-plan["rows"] // batch_size)
     click.echo(f"{kind}: {plan['rows']} rows need data; {plan['api_calls']} API calls, "
-               f"at least {seconds:.0f} s at {settings.api_calls} calls per "
-               f"{settings.api_period:g} s; about {batches} batches {delay:g} s apart")
+               f"at least {math.ceil(seconds)} s at {settings.api_calls} calls per "
+               f"{settings.api_period:g} s; about {batches} batch{'es' if batches != 1 else ''} "
+               f"{delay:g} s apart")
 
 
 def run_import(kind: Kind, batch_size: int | None, delay: float | None, *, wait: bool,
                takeover: bool) -> None:
+    check_schema()
+    broker_url = get_settings().broker_url
+    if broker_url is None:
+        _run_embedded(kind, batch_size, delay, takeover=takeover)
+    else:
+        _run_with_broker(broker_url, kind, batch_size, delay, wait=wait, takeover=takeover)
+
+
+def _run_with_broker(broker_url: str, kind: Kind, batch_size: int | None, delay: float | None,
+                     *, wait: bool, takeover: bool) -> None:
+    from .broker import consumers, queue_name
     from .control import start_run, wait_for_run
     from .progress import RunProgress, print_run
 
-    check_schema()
-    embedded = get_settings().broker_url is None
-    if not embedded:
-        run_id = start_run(kind, batch_size, delay, takeover=takeover)
-        click.echo(f"started {kind} run {run_id}")
-        if wait:
-            print_run(wait_for_run(run_id, on_progress=RunProgress()))
-        return
+    run_id = start_run(kind, batch_size, delay, takeover=takeover)
+    click.echo(f"started {kind} run {run_id}")
+    queue = queue_name(kind, "batches")
+    if consumers(broker_url, queue) == 0:
+        click.echo(f"importer: warning: no worker consumes {queue} yet; the run waits for "
+                   "one (start `dramatiq importer.actors`)", err=True)
+    if wait:
+        print_run(wait_for_run(run_id, on_progress=RunProgress()))
 
+
+def _run_embedded(kind: Kind, batch_size: int | None, delay: float | None, *,
+                  takeover: bool) -> None:
+    from .control import start_run, wait_for_run
     from .embedded import embedded_worker
+    from .progress import RunProgress, print_run
+    from .runs import abandon_run
 
+    # NOTE: a service manager stops with SIGTERM; it ends the run as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with embedded_worker():
         run_id = start_run(kind, batch_size, delay, takeover=takeover)
         click.echo(f"started {kind} run {run_id} (embedded worker)", err=True)
-        print_run(wait_for_run(run_id, on_progress=RunProgress(), poll=0.2))
+        try:
+            print_run(wait_for_run(run_id, on_progress=RunProgress(), poll=0.2))
+        except KeyboardInterrupt:
+            # NOTE: the run's worker stops with this process: left running,
+            # the run would block its kind until its heartbeat went stale.
+            abandon_run(run_id)
+            click.echo(f"importer: run {run_id} abandoned; the next start continues with "
+                       "the rows still missing", err=True)
+            raise
 
 
 for _kind in KINDS:
@@ -257,7 +309,8 @@ def status(as_json: bool, follow: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, default=str))
     else:
-        render(report, Console())
+        # NOTE: piped, the tables keep their width instead of a terminal's 80 columns.
+        render(report, Console(width=None if sys.stdout.isatty() else PIPED_WIDTH))
 
 
 def follow_active_runs() -> None:

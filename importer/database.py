@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
@@ -102,6 +103,12 @@ def check_schema(engine: Engine | None = None) -> None:
     from .migrate import current_revision, head_revision
 
     engine = engine or get_engine()
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if path and path != ":memory:" and not Path(path).exists():
+        # NOTE: connecting would create an empty file where none was meant to be.
+        raise SchemaMissingError(
+            f"there is no database at {path}; run `python -m importer init-db` to create it")
+
     try:
         with engine.connect() as connection:
             tables = set(inspect(connection).get_table_names())

@@ -41,15 +41,19 @@ class RunActiveError(ImporterError):
     """Raised when a run is started while one of the same kind is active."""
 
     def __init__(self, run_id: int, kind: str, started_at: datetime, selected: int,
-                 total: int) -> None:
+                 total: int, stale_at: datetime) -> None:
         self.run_id = run_id
         self.kind = kind
         self.started_at = started_at
         self.selected = selected
         self.total = total
+        self.stale_at = stale_at
+        article = "an" if kind[0] in "aeiou" else "a"
         super().__init__(
-            f"a {kind} run is already active: run {run_id}, started "
-            f"{started_at:%Y-%m-%d %H:%M:%S} UTC, {selected} of {total} rows selected"
+            f"{article} {kind} run is already active: run {run_id}, started "
+            f"{started_at:%Y-%m-%d %H:%M:%S} UTC, {selected} of {total} rows selected; "
+            f"it counts as dead if it makes no progress until {stale_at:%H:%M:%S} UTC, "
+            "or --takeover abandons it now"
         )
 
 

@@ -29,7 +29,8 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 from sqlalchemy import Connection, Engine
 
-from .exitcodes import EXIT_CONFIG
+from .errors import SchemaMissingError, UnavailableError
+from .exitcodes import EXIT_CONFIG, EXIT_NO_SCHEMA, EXIT_UNAVAILABLE
 from .logs import RedactingFilter, configure_logging, structured_fields
 from .redaction import redact
 from .schema import job_logs
@@ -93,6 +94,8 @@ class JobLogMiddleware(Middleware):
             logger.critical("IMPORTER_BROKER_URL is not set: a worker needs RabbitMQ "
                             "(without it, commands run their own embedded worker).")
             raise SystemExit(EXIT_CONFIG)
+
+        _check_database()
         install_job_log_handler()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -129,6 +132,23 @@ class JobLogMiddleware(Middleware):
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _current_job.set(None)
+
+
+def _check_database() -> None:
+    """Stop a worker process whose database is unreachable or has no schema, saying why.
+
+    NOTE: otherwise it would take every message only to fail it.
+    """
+    from .database import check_schema
+
+    try:
+        check_schema()
+    except SchemaMissingError as error:
+        logger.critical("The worker cannot start: %s.", error)
+        raise SystemExit(EXIT_NO_SCHEMA) from None
+    except UnavailableError as error:
+        logger.critical("The worker cannot start: %s.", error)
+        raise SystemExit(EXIT_UNAVAILABLE) from None
 
 
 class JobLogHandler(logging.Handler):

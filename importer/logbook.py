@@ -18,6 +18,9 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
+#: The oldest age a filter or a prune may name: a century.
+MAX_AGE = timedelta(days=36_500)
+
 #: Rows deleted per transaction by ``prune-logs``, so that pruning never
 #: holds a long lock on a table the workers write to.
 PRUNE_CHUNK = 5_000
@@ -29,7 +32,14 @@ def parse_age(text: str) -> timedelta:
     if not match or int(match.group(1)) == 0:
         raise ConfigurationError(f"{text!r} is not an age like 90d, 12h, 30m")
 
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        age = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        age = timedelta.max
+    if age > MAX_AGE:
+        raise ConfigurationError(f"{text!r} is older than records can be; at most 36500d")
+
+    return age
 
 
 def query_logs(connection: Connection, *, kind: str | None = None, run_id: int | None = None,

@@ -31,10 +31,11 @@ class RunProgress:
 
     def __call__(self, run: RowMapping) -> None:
         done = items_done(run)
-        total = max(run["total"], run["selected"], 1)
-        detail = f"batches {run['batches']}, failed {done - run['imported']}"
+        total = max(run["total"], run["selected"])
+        not_imported = run["not_found"] + run["invalid"] + run["failed"]
+        detail = f"batches {run['batches']}, not imported {not_imported}"
         if self._bar is not None:
-            self._update_bar(run, done, total, detail)
+            self._update_bar(run, done, max(total, 1), detail)
         elif time.monotonic() - self._last_plain >= self.plain_every or run["status"] != RUNNING:
             self._last_plain = time.monotonic()
             print(f"run {run['id']} {run['kind']}: {run['status']}, {done}/{total} rows, {detail}",

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .catalogue import KINDS, Kind, count_needing_data
 from .database import get_engine
-from .errors import ConfigurationError, RunActiveError
+from .errors import ConfigurationError, ImporterError, RunActiveError
 from .limits import BATCH_MAX_BACKOFF, BATCH_TIME_LIMIT, MAX_BATCH_SIZE, MAX_DELAY_SECONDS
 from .schema import import_runs, utcnow
 from .settings import get_settings
@@ -55,7 +55,8 @@ def check_options(kind: str, batch_size: int | None,
         raise ConfigurationError(
             f"delay must be from 0 to {MAX_DELAY_SECONDS} seconds "
             "(RabbitMQ requeues messages held longer)")
-    return checked_kind, size, float(seconds)
+    # NOTE: + 0.0 turns a -0.0 into 0.0.
+    return checked_kind, size, float(seconds) + 0.0
 
 
 def stale_after(delay_seconds: float) -> timedelta:
@@ -144,10 +145,13 @@ def _insert_run(connection: Connection, kind: Kind, batch_size: int, delay: floa
     return int(run_id)
 
 
-def _run_active(run: RowMapping | None, kind: Kind) -> RunActiveError:
-    if run is None:  # it ended between our insert and our look
-        return RunActiveError(0, kind, utcnow(), 0, 0)
-    return RunActiveError(run["id"], kind, run["started_at"], run["selected"], run["total"])
+def _run_active(run: RowMapping | None, kind: Kind) -> ImporterError:
+    if run is None:
+        return ImporterError(f"another {kind} run started and ended at this very moment; "
+                             "start again to import what it left")
+
+    return RunActiveError(run["id"], kind, run["started_at"], run["selected"], run["total"],
+                          stale_at=run["heartbeat_at"] + stale_after(run["delay_seconds"]))
 
 
 def abandon_run(run_id: int, engine: Engine | None = None) -> None:

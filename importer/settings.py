@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigurationError
 from .limits import (
@@ -76,6 +78,12 @@ class Settings(BaseSettings):
         if scheme not in DATABASE_SCHEMES:
             known = ", ".join(DATABASE_SCHEMES)
             raise ValueError(f"unknown scheme {scheme!r}; use one of {known}")
+
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError("expected a URL like postgresql://user@host:5432/name "
+                             "or sqlite:///path") from None
         if scheme == "postgresql":
             # NOTE: psycopg 3 is the driver this package installs.
             return "postgresql+psycopg" + value[len("postgresql"):]
@@ -88,8 +96,8 @@ class Settings(BaseSettings):
             return None
 
         parts = urlsplit(value)
-        if parts.scheme not in BROKER_SCHEMES or not parts.hostname:
-            raise ValueError("expected amqp://user:password@host:port/vhost")
+        if parts.scheme not in BROKER_SCHEMES or not parts.hostname or not _has_valid_port(value):
+            raise ValueError("expected a URL like amqp://user@host:5672/vhost")
 
         return value
 
@@ -128,6 +136,15 @@ class Settings(BaseSettings):
     def api_interval(self) -> float:
         """Seconds between two calls when the allowance is spent evenly."""
         return self.api_period / self.api_calls
+
+
+def _has_valid_port(url: str) -> bool:
+    try:
+        _ = urlsplit(url).port
+    except ValueError:
+        return False
+
+    return True
 
 
 def load_settings() -> Settings:

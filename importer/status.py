@@ -22,7 +22,7 @@ from .catalogue import (
 )
 from .database import get_engine
 from .errors import ImporterError
-from .runs import RUNNING, active_run, items_done, recent_runs
+from .runs import RUNNING, active_run, is_stale, items_done, recent_runs
 from .schema import utcnow
 from .settings import Settings, get_settings
 
@@ -62,15 +62,14 @@ def run_summary(run: RowMapping, settings: Settings, calls_left: int) -> dict[st
     elapsed = max((end - run["started_at"]).total_seconds(), 1e-9)
     rate = done / elapsed
 
-    eta = None
-    if run["status"] == RUNNING:
-        eta = calls_left * settings.api_interval
-
+    running = run["status"] == RUNNING
+    eta = calls_left * settings.api_interval if running else None
     return {
         **{k: v for k, v in dict(run).items() if k not in ("successor_sent",)},
         "done": done,
         "rate_per_second": round(rate, 2),
         "eta_seconds": round(eta, 1) if eta is not None else None,
+        "stale": is_stale(run) if running else None,
     }
 
 
@@ -153,7 +152,8 @@ def _runs_table(report: dict[str, Any]) -> Table:
         for run in report[kind]["recent_runs"]:
             failed = run["not_found"] + run["invalid"] + run["failed"]
             eta = "-" if run["eta_seconds"] is None else f"{run['eta_seconds']:.0f} s"
-            table.add_row(str(run["id"]), kind, run["status"], str(run["batches"]),
+            status = f"{run['status']} (stale)" if run["stale"] else run["status"]
+            table.add_row(str(run["id"]), kind, status, str(run["batches"]),
                           f"{run['done']}/{run['total']}", str(failed),
                           str(run["rate_per_second"]), eta,
                           f"{run['started_at']:%Y-%m-%d %H:%M:%S}")

@@ -26,7 +26,7 @@ from importer.exitcodes import (
 from importer.schema import import_runs, series
 from importer.tvmaze_server import TvmazeServer
 
-from .services import run_cli
+from .services import poll, run_cli
 
 
 @pytest.fixture
@@ -98,7 +98,9 @@ def test_add_series_reads_ids_from_stdin_and_counts_the_new_ones(ready: dict[str
     (["episodes", "--delay", "-1"], "--delay"),
     (["episodes", "--delay", "86400"], "--delay"),
     (["episodes", "--delay", "soon"], "--delay"),
+    (["episodes", "--delay", "nan"], "--delay"),
     (["add-series", "abc"], "abc"),
+    (["retry-failed"], "Choose from: series, episodes"),
     (["add-series"], "at least one"),
     (["frobnicate"], "frobnicate"),
 ])
@@ -115,9 +117,42 @@ def test_a_bad_id_in_a_file_names_the_line_and_registers_nothing(ready: dict[str
     assert count_rows(ready, series) == 0
 
 
+@pytest.mark.parametrize("content, code, text", [
+    (b"1\n\xff\xfe\n", EXIT_CONFIG, "is not UTF-8 text"),
+    ("1\n\uff11\uff12\n".encode(), EXIT_CONFIG, "line 2"),
+    (b"# none yet\n\n", EXIT_USAGE, "holds no TVmaze id"),
+])
+def test_an_unusable_id_file_gets_one_line_and_registers_nothing(
+        ready: dict[str, str], tmp_path: Path, content: bytes, code: int, text: str) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(content)
+
+    assert_one_line_error(run_cli(["add-series", "--from-file", str(ids)], ready), code, text)
+    assert count_rows(ready, series) == 0
+
+
+def test_an_id_file_saved_with_a_byte_order_mark_is_read(
+        ready: dict[str, str], tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes("\ufeff8\r\n82\r\n".encode())
+
+    result = run_cli(["add-series", "--from-file", str(ids)], ready)
+
+    assert result.returncode == EXIT_OK, result.stderr
+    assert count_rows(ready, series) == 2
+
+
+@pytest.mark.parametrize("args", [["logs", "--since", "99999999999d"],
+                                  ["prune-logs", "--older-than", "999999d"]])
+def test_an_age_beyond_a_century_gets_one_line(ready: dict[str, str], args: list[str]) -> None:
+    assert_one_line_error(run_cli(args, ready), EXIT_CONFIG, "at most 36500d")
+
+
 @pytest.mark.parametrize("variable, value, text", [
     ("IMPORTER_DATABASE_URL", "mysql://db/x", "IMPORTER_DATABASE_URL"),
+    ("IMPORTER_DATABASE_URL", "postgresql://u:pw@db:abc/x", "IMPORTER_DATABASE_URL"),
     ("IMPORTER_BROKER_URL", "redis://localhost", "IMPORTER_BROKER_URL"),
+    ("IMPORTER_BROKER_URL", "amqp://u:pw@mq:abc/x", "IMPORTER_BROKER_URL"),
     ("IMPORTER_API_URL", "ftp://api", "IMPORTER_API_URL"),
     ("IMPORTER_API_CALLS", "0", "IMPORTER_API_CALLS"),
     ("IMPORTER_WORKER_THREADS", "many", "IMPORTER_WORKER_THREADS"),
@@ -133,6 +168,14 @@ def test_a_bad_setting_gets_one_line_naming_it(ready: dict[str, str], variable: 
 
 def test_a_database_without_the_schema_says_to_run_init_db(env: dict[str, str]) -> None:
     assert_one_line_error(run_cli(["series"], env), EXIT_NO_SCHEMA, "init-db")
+
+
+def test_a_command_on_a_missing_sqlite_file_creates_none(env: dict[str, str]) -> None:
+    path = Path(env["IMPORTER_DATABASE_URL"].removeprefix("sqlite:///"))
+
+    assert_one_line_error(run_cli(["status"], env), EXIT_NO_SCHEMA, "no database at")
+    assert not path.exists()
+    assert run_cli(["init-db"], env).stdout.startswith("created the database schema")
 
 
 def test_an_unreachable_database_is_reported_without_its_password(env: dict[str, str]) -> None:
@@ -254,3 +297,26 @@ def test_start_run_without_a_broker_or_an_embedded_worker_starts_nothing(
 
     assert "IMPORTER_BROKER_URL is not set" in done.stdout, done.stderr
     assert count_rows(ready, import_runs) == 0
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_an_embedded_run_stopped_midway_is_abandoned_so_the_next_start_goes_ahead(
+        ready: dict[str, str], stop: signal.Signals) -> None:
+    run_cli(["add-series", "1", "2", "3"], ready)
+    command = [sys.executable, "-m", "importer", "series", "--batch-size", "1", "--delay", "30"]
+    importing = subprocess.Popen(command, env=ready, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    poll(lambda: count_rows(ready, import_runs) == 1, timeout=30, message="the run started")
+
+    importing.send_signal(stop)
+    _, stderr = importing.communicate(timeout=60)
+    again = run_cli(["series", "--delay", "0"], ready)
+
+    assert importing.returncode == EXIT_INTERRUPTED
+    assert "run 1 abandoned" in stderr and "Traceback" not in stderr
+    assert again.returncode == EXIT_OK, again.stderr
+    engine = create_engine(ready["IMPORTER_DATABASE_URL"])
+    with engine.connect() as connection:
+        statuses = connection.execute(select(import_runs.c.status).order_by(import_runs.c.id))
+        assert list(statuses.scalars()) == ["abandoned", "completed"]
+    engine.dispose()

@@ -102,6 +102,8 @@ def test_the_cli_refuses_a_second_run_with_exit_code_6_and_one_line_naming_the_r
     assert len(lines) == 1 and lines[0].startswith("importer: error: "), result.stderr
     assert f"run {first}" in lines[0]
     assert "started " in lines[0] and "UTC" in lines[0]
+    assert "counts as dead if it makes no progress until" in lines[0]
+    assert "--takeover" in lines[0]
     assert "0 of 3 rows selected" in lines[0]
     assert [r["status"] for r in runs(database)] == ["running"]
 

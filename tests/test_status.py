@@ -23,6 +23,7 @@ def test_status_shows_the_first_batch_waiting_in_its_queue_until_a_worker_takes_
     table = run_cli(["status"], broker_env)
 
     assert started.returncode == EXIT_OK and started.stdout.strip() == "started series run 1"
+    assert "no worker consumes importer.series.batches yet" in started.stderr
     assert report["queues"]["importer.series.batches"] == {"ready": 1, "consumers": 0}
     assert report["series"]["active_run"]["id"] == 1
     assert report["series"]["active_run"]["total"] == 2
@@ -32,7 +33,8 @@ def test_status_shows_the_first_batch_waiting_in_its_queue_until_a_worker_takes_
 def test_status_follow_prints_progress_until_the_active_run_ends(
         broker_env: dict[str, str], worker_process: WorkerProcess) -> None:
     run_cli(["add-series", "1", "82", "169"], broker_env)
-    assert run_cli(["series", "--batch-size", "1", "--delay", "0.5"], broker_env).returncode == 0
+    started = run_cli(["series", "--batch-size", "1", "--delay", "0.5"], broker_env)
+    assert started.returncode == 0 and "warning" not in started.stderr
 
     followed = run_cli(["status", "--follow"], broker_env, timeout=120)
 
