@@ -59,10 +59,11 @@ def import_series(run_id: int, series_id: int) -> None:
     """Fetch one show, store it and register its regular episodes."""
     with autocommit() as connection:
         row = _load(connection, series, series_id)
-    if row is None or _state(row, run_id) == DONE:
+    state = DONE if row is None else _state(row, run_id)
+    if state == DONE:
         return
 
-    if _state(row, run_id) == FILLED:
+    if state == FILLED:
         skip_filled(series, run_id, [series_id])
         return
 
