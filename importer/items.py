@@ -216,7 +216,9 @@ def _store(connection: Connection, table: Table, run_id: int,
                "last_run_id": run_id}
               for row_id, data in rows]
     statement = _store_statement(table, tuple(key for key in params[0] if key != "row_id"))
-    return int(connection.execute(statement, params).rowcount)
+    # NOTE: one row goes as a plain execute: a list, even of one, takes
+    # the driver's executemany path, which costs a show's item more.
+    return int(connection.execute(statement, params if len(params) > 1 else params[0]).rowcount)
 
 
 @functools.cache
