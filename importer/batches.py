@@ -173,7 +173,6 @@ def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher,
            ahead: Dispatched | None) -> bool:
     """Select and dispatch one batch (unless sent ahead); return True when more rows remain."""
     kind: Kind = run["kind"]
-    found = max(run["total"] - run["selected"], 0)
     _log_step(connection, run, "batch_started", "Batch %d of %s run %d started.",
               run["step"], kind, run["id"],
               batch_size=run["batch_size"], delay_seconds=run["delay_seconds"])
@@ -184,13 +183,16 @@ def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher,
         selection = select_next(connection, kind, run)
         dispatched = dispatcher.send_items(kind, run["id"], selection.rows)
     processed = len(selection.rows)
+    # NOTE: from the count taken when the run started (a count per batch
+    # would scan the table); rows registered since then raise it here.
+    found = max(run["total"] - run["selected"], processed)
     _log_step(connection, run, "batch_found",
               "Found %d %s without data, processing %d in this batch.", found, kind, processed,
               found=found, processing=processed)
 
-    _record_batch(connection, run, selection, dispatched)
+    total = _record_batch(connection, run, selection, dispatched)
 
-    remaining = max(found - processed, 0) if selection.continues else 0
+    remaining = total - run["selected"] - processed
     metrics.remaining(kind, remaining)
     next_batch = f", next batch in {run['delay_seconds']:g} s" if selection.continues else ""
     _log_step(connection, run, "batch_result",
@@ -263,19 +265,27 @@ def _select_episodes(connection: Connection, table: Table, wanted: Any,
 
 
 def _record_batch(connection: Connection, run: RowMapping, selection: Selection,
-                  dispatched: int) -> None:
+                  dispatched: int) -> int:
+    """Move the run past this batch; return its total, as far as it is known now.
+
+    The last batch makes it exact: the rows the run selected.
+    """
     now = utcnow()
+    selected = run["selected"] + len(selection.rows)
+    total = max(run["total"], selected) if selection.continues else selected
     connection.execute(update(import_runs).where(import_runs.c.id == run["id"]).values(
         step=run["step"] + 1,
+        total=total,
         cursor_series=selection.cursor_series,
         cursor_id=selection.cursor_id,
-        selected=run["selected"] + len(selection.rows),
+        selected=selected,
         dispatched=run["dispatched"] + dispatched,
         batches=run["batches"] + 1,
         successor_sent=False,
         draining_since=None if selection.continues else now,
         heartbeat_at=now,
     ))
+    return int(total)
 
 
 def _drain(connection: Connection, run: RowMapping) -> bool:

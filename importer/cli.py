@@ -156,7 +156,9 @@ def add_episodes_command(show_id: int, ids: tuple[int, ...], from_file: TextIO |
     check_schema()
     with get_engine().begin() as connection:
         added = add_episodes(connection, show_id, tvmaze_ids)
-    click.echo(f"registered {added} new episodes ({len(set(tvmaze_ids)) - added} already known)")
+    known = len(set(tvmaze_ids)) - added
+    episodes = "episode" if added == 1 else "episodes"
+    click.echo(f"registered {added} new {episodes} ({known} already known)")
 
 
 def read_ids(source: TextIO | None) -> list[int]:

@@ -105,6 +105,9 @@ def check_schema(engine: Engine | None = None) -> None:
     engine = engine or get_engine()
     path = engine.url.database if engine.dialect.name == "sqlite" else None
     if path and path != ":memory:" and not Path(path).exists():
+        if not Path(path).absolute().parent.is_dir():
+            raise UnavailableError(f"cannot create a database at {path}: "
+                                   f"the directory {Path(path).parent} does not exist")
         # NOTE: connecting would create an empty file where none was meant to be.
         raise SchemaMissingError(
             f"there is no database at {path}; run `python -m importer init-db` to create it")

@@ -77,6 +77,8 @@ def configure_logging(*, level: int = logging.INFO, json: bool = True,
     # NOTE: httpx logs every request at INFO, its full URL (an access
     # token, say) included; the importer's own records already say what
     # each call did.
+    # Alembic announces its set-up at INFO whenever the schema is checked.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
     httpx_logger = logging.getLogger("httpx")
     httpx_logger.setLevel(max(level, logging.WARNING))
     if not any(isinstance(f, RedactingFilter) for f in httpx_logger.filters):

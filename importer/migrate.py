@@ -11,8 +11,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from .database import get_engine
+from .errors import UnavailableError
+from .redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +43,16 @@ def current_revision(connection: Connection) -> str | None:
 def upgrade(engine: Engine | None = None, revision: str = "head") -> str | None:
     """Bring the schema of ``engine``'s database up to ``revision``; return the one it had."""
     config = alembic_config()
-    with (engine or get_engine()).connect() as connection:
-        before = current_revision(connection)
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-        connection.commit()
+    engine = engine or get_engine()
+    try:
+        with engine.connect() as connection:
+            before = current_revision(connection)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            connection.commit()
+    except OperationalError as error:
+        raise UnavailableError(f"cannot write the schema to {redact(str(engine.url))}: "
+                               f"{str(error.orig).strip().splitlines()[0]}") from None
     logger.info("Database schema is at revision %s (was %s).", revision, before,
                 extra={"revision": revision, "before": before})
     return before

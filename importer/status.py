@@ -63,13 +63,14 @@ def run_summary(run: RowMapping, settings: Settings, calls_left: int) -> dict[st
     rate = done / elapsed
 
     running = run["status"] == RUNNING
-    eta = calls_left * settings.api_interval if running else None
+    stale = running and is_stale(run)
+    eta = calls_left * settings.api_interval if running and not stale else None
     return {
         **{k: v for k, v in dict(run).items() if k not in ("successor_sent",)},
         "done": done,
         "rate_per_second": round(rate, 2),
         "eta_seconds": round(eta, 1) if eta is not None else None,
-        "stale": is_stale(run) if running else None,
+        "stale": stale if running else None,
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 
 from importer.catalogue import add_series
+from importer.joblog import flush_job_logs
 from importer.payloads import html_to_text
 from importer.schema import episodes, import_runs, job_logs, series
 from importer.tvmaze_server import Fault, RecordedCatalogue, TvmazeServer, is_special
@@ -291,3 +292,23 @@ def test_a_broken_embedded_episode_does_not_cost_the_show_its_data(
     stored = rows(database, episodes)
     assert sorted(stored) == [11, 13]
     assert (stored[11]["season"], stored[13]["season"]) == (1, None)
+
+
+def test_rows_registered_after_a_run_started_are_imported_and_counted_in_its_total(
+        database: Engine, worker: Any) -> None:
+    from importer.actors import import_missing_series
+    from importer.control import wait_for_run
+    from importer.runs import create_run
+
+    register(database, WITHOUT_EPISODES[:2])
+    run_id = create_run("series", 3, 0.0)
+    register(database, WITHOUT_EPISODES[2:])
+
+    import_missing_series.send(run_id, 0)
+    run = wait_for_run(run_id, poll=0.05, timeout=60)
+    flush_job_logs()
+
+    found = [r["context"] for r in logs(database, run_id)
+             if (r["context"] or {}).get("event") == "batch_found"]
+    assert (run["total"], run["selected"], run["imported"]) == (8, 8, 8)
+    assert all(f["found"] >= f["processing"] for f in found)

@@ -320,3 +320,14 @@ def test_an_embedded_run_stopped_midway_is_abandoned_so_the_next_start_goes_ahea
         statuses = connection.execute(select(import_runs.c.status).order_by(import_runs.c.id))
         assert list(statuses.scalars()) == ["abandoned", "completed"]
     engine.dispose()
+
+
+@pytest.mark.parametrize("command", ["status", "init-db"])
+def test_a_sqlite_file_in_a_missing_directory_is_reported_as_unreachable(
+        env: dict[str, str], tmp_path: Path, command: str) -> None:
+    url = f"sqlite:///{tmp_path / 'missing' / 'importer.db'}"
+
+    result = run_cli([command], env | {"IMPORTER_DATABASE_URL": url})
+
+    assert_one_line_error(result, EXIT_UNAVAILABLE, "does not exist")
+    assert not (tmp_path / "missing").exists()
