@@ -344,7 +344,7 @@ def logs(kind: Kind | None, run_id: int | None, job_status: str | None, level: s
     from .logbook import as_dict, format_record, parse_age, query_logs
     from .schema import utcnow
 
-    since = utcnow() - parse_age(since_age) if since_age else None
+    since = utcnow() - parse_age(since_age) if since_age is not None else None
     check_schema()
     filters: dict[str, Any] = {"kind": kind, "run_id": run_id, "status": job_status,
                                "level": level.upper() if level else None, "since": since}
