@@ -116,7 +116,7 @@ def record_exhausted_item(message: dict[str, Any], retries: dict[str, Any]) -> N
     traceback = message.get("options", {}).get("traceback") or ""
     reason = traceback.strip().splitlines()[-1] if traceback.strip() else "retries exhausted"
     outcomes.give_up(message["actor_name"], message["args"],
-                  redact(f"retries exhausted after {retries.get('retries')}: {reason}")[:1000])
+                     redact(f"retries exhausted after {retries.get('retries')}: {reason}"))
 
 
 BATCH_ACTORS: dict[Kind, dramatiq.Actor[Any, Any]] = {

@@ -7,7 +7,7 @@ Actors bind to the global broker when they are declared, so
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import dramatiq
 import pika
@@ -65,21 +65,35 @@ def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> pika.BlockingConnecti
             f"cannot reach the broker at {redact(url)}: {type(error).__name__}") from None
 
 
+def queue_depths(url: str, names: Iterable[str] | None = None) -> dict[str, dict[str, int]]:
+    """Ready messages and consumers of each queue (all the importer's by default) that exists."""
+    depths: dict[str, dict[str, int]] = {}
+    connection = connect(url)
+    try:
+        for name in queue_names() if names is None else names:
+            # NOTE: a passive declare of a missing queue closes its channel.
+            channel = connection.channel()
+            try:
+                declared = channel.queue_declare(name, passive=True)
+            except pika.exceptions.ChannelClosedByBroker:
+                continue
+
+            depths[name] = {"ready": declared.method.message_count,
+                            "consumers": declared.method.consumer_count}
+            channel.close()
+    finally:
+        connection.close()
+    return depths
+
+
 def consumers(url: str, queue: str) -> int | None:
     """How many consumers ``queue`` has on RabbitMQ; None when it cannot be told."""
     try:
-        connection = connect(url)
+        depth = queue_depths(url, [queue]).get(queue)
     except UnavailableError:
         return None
 
-    try:
-        declared = connection.channel().queue_declare(queue, passive=True)
-        return int(declared.method.consumer_count)
-    except pika.exceptions.AMQPError:
-        return None
-    finally:
-        if connection.is_open:
-            connection.close()
+    return None if depth is None else depth["consumers"]
 
 
 def build_middleware(settings: Settings) -> list[Middleware]:

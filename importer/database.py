@@ -119,10 +119,10 @@ def check_schema(engine: Engine | None = None) -> None:
     except OperationalError as error:
         raise UnavailableError(
             f"cannot reach the database at {redact(str(engine.url))}: "
-            f"{_first_line(error.orig)}"
+            f"{first_line(error.orig)}"
         ) from None
     except SQLAlchemyError as error:
-        raise UnavailableError(f"database error: {_first_line(error)}") from None
+        raise UnavailableError(f"database error: {first_line(error)}") from None
 
     if not {"series", "episodes", "import_runs", "job_logs"} <= tables:
         raise SchemaMissingError(
@@ -145,6 +145,7 @@ def check_reachable(engine: Engine | None = None) -> None:
         pass
 
 
-def _first_line(error: object) -> str:
+def first_line(error: object) -> str:
+    """The first line of an error's text: drivers add hints and links below it."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__

@@ -143,12 +143,10 @@ def _check_database() -> None:
 
     try:
         check_schema()
-    except SchemaMissingError as error:
+    except (SchemaMissingError, UnavailableError) as error:
         logger.critical("The worker cannot start: %s.", error)
-        raise SystemExit(EXIT_NO_SCHEMA) from None
-    except UnavailableError as error:
-        logger.critical("The worker cannot start: %s.", error)
-        raise SystemExit(EXIT_UNAVAILABLE) from None
+        code = EXIT_NO_SCHEMA if isinstance(error, SchemaMissingError) else EXIT_UNAVAILABLE
+        raise SystemExit(code) from None
 
 
 class JobLogHandler(logging.Handler):

@@ -74,11 +74,13 @@ def configure_logging(*, level: int = logging.INFO, json: bool = True,
     logger.setLevel(min(level, logging.INFO))
     logger.propagate = False
 
+    # NOTE: Alembic announces its set-up at INFO whenever the schema is
+    # checked.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+
     # NOTE: httpx logs every request at INFO, its full URL (an access
     # token, say) included; the importer's own records already say what
     # each call did.
-    # Alembic announces its set-up at INFO whenever the schema is checked.
-    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
     httpx_logger = logging.getLogger("httpx")
     httpx_logger.setLevel(max(level, logging.WARNING))
     if not any(isinstance(f, RedactingFilter) for f in httpx_logger.filters):

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from .database import get_engine
+from .database import first_line, get_engine
 from .errors import UnavailableError
 from .redaction import redact
 
@@ -52,7 +52,7 @@ def upgrade(engine: Engine | None = None, revision: str = "head") -> str | None:
             connection.commit()
     except OperationalError as error:
         raise UnavailableError(f"cannot write the schema to {redact(str(engine.url))}: "
-                               f"{str(error.orig).strip().splitlines()[0]}") from None
+                               f"{first_line(error.orig)}") from None
     logger.info("Database schema is at revision %s (was %s).", revision, before,
                 extra={"revision": revision, "before": before})
     return before

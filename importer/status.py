@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pika
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, RowMapping, func, select
 
-from .broker import connect, queue_names
+from .broker import queue_depths
 from .catalogue import (
     KINDS,
     Kind,
@@ -100,26 +99,6 @@ def dry_run(connection: Connection, kind: Kind, recheck_days: float) -> dict[str
         shows = select(func.count(func.distinct(table.c.series_id))).where(wanted)
         calls = connection.execute(shows).scalar_one()
     return {"rows": int(rows), "api_calls": int(calls)}
-
-
-def queue_depths(broker_url: str) -> dict[str, dict[str, int]]:
-    """Ready messages and consumers of each importer queue on RabbitMQ."""
-    depths: dict[str, dict[str, int]] = {}
-    connection = connect(broker_url)
-    try:
-        for name in queue_names():
-            # NOTE: a passive declare of a missing queue closes its channel.
-            channel = connection.channel()
-            try:
-                declared = channel.queue_declare(name, passive=True)
-            except pika.exceptions.ChannelClosedByBroker:
-                continue
-            depths[name] = {"ready": declared.method.message_count,
-                            "consumers": declared.method.consumer_count}
-            channel.close()
-    finally:
-        connection.close()
-    return depths
 
 
 def render(report: dict[str, Any], console: Console) -> None:
