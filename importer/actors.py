@@ -27,7 +27,7 @@ from periodiq import cron
 from sqlalchemy import RowMapping
 
 from . import batches, items, outcomes
-from .broker import EXHAUSTED_QUEUE, is_embedded, queue_name, setup_broker
+from .broker import EXHAUSTED_QUEUE, is_embedded, queue_name, send_together, setup_broker
 from .catalogue import Kind
 from .database import get_engine
 from .errors import RunActiveError, TransientApiError
@@ -130,20 +130,20 @@ class _Dispatcher:
 
     def send_items(self, kind: Kind, run_id: int, rows: Sequence[RowMapping]) -> int:
         if kind == "series":
+            messages = [import_series.message(run_id, row["id"]) for row in rows]
+        else:
+            by_show: dict[int, list[int]] = {}
             for row in rows:
-                import_series.send(run_id, row["id"])
-            return len(rows)
-
-        by_show: dict[int, list[int]] = {}
-        for row in rows:
-            by_show.setdefault(row["series_id"], []).append(row["id"])
-        for series_id, episode_ids in by_show.items():
-            import_episodes.send(run_id, series_id, episode_ids)
-        return len(by_show)
+                by_show.setdefault(row["series_id"], []).append(row["id"])
+            messages = [import_episodes.message(run_id, series_id, episode_ids)
+                        for series_id, episode_ids in by_show.items()]
+        send_together(broker, messages)
+        return len(messages)
 
     def send_step(self, kind: Kind, run_id: int, step: int, delay_seconds: float) -> None:
-        BATCH_ACTORS[kind].send_with_options(args=(run_id, step),
-                                             delay=int(delay_seconds * 1000))
+        # NOTE: without a delay the step skips the delay queue's extra hop.
+        delay = int(delay_seconds * 1000) or None
+        BATCH_ACTORS[kind].send_with_options(args=(run_id, step), delay=delay)
 
 
 DISPATCHER = _Dispatcher()

@@ -123,9 +123,9 @@ def _dispatch_ahead(kind: Kind, run_id: int, step: int,
                     dispatcher: Dispatcher) -> Dispatched | None:
     """Select a batch step's rows and send their items, before the step locks its run.
 
-    NOTE: the broker confirms each message, so sending a batch takes a
-    while, and every item that ends meanwhile waits for the run's lock to
-    count its outcome.  The step is still recorded only under the lock:
+    NOTE: a batch is sent only once the broker holds all of it, which
+    takes a while, and every item that ends meanwhile would wait for the
+    run's lock to count its outcome.  The step is still recorded only under the lock:
     a duplicate delivery racing this one at worst sends the same items
     twice, and an item that finds its row done does nothing.
     """
