@@ -20,7 +20,7 @@ that shares the budget.
 At a high allowance (a mirror, a paid plan) a round trip per call would
 cost more than the call: a process then books the slots of a few
 milliseconds at once and hands them to its threads.  A slot that passes
-unused is lost, never used late.
+unused for longer than a few milliseconds is lost, never used late.
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ JITTER_SECONDS = 0.02
 #: calls are milliseconds apart.
 BLOCK_SECONDS = 0.01
 MAX_BLOCK = 16
+
+#: A slot booked ahead may still be taken this many seconds after its
+#: time: half the room each window keeps for calls that leave late.
+#: Far below a high allowance, a block's slots pass within microseconds;
+#: without this, a process would book one per call.
+HELD_SLOT_GRACE = JITTER_SECONDS / 2
 
 
 class ApiBudget:
@@ -130,7 +136,7 @@ class ApiBudget:
 
         with self._held_lock:
             now = time.time() + self._clock_offset
-            while self._held and self._held[0] < now - LATE_SECONDS:
+            while self._held and self._held[0] < now - HELD_SLOT_GRACE:
                 self._held.popleft()
             if not self._held:
                 first, now = self._book(self.block)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -9,6 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningInsert
 
 from .schema import FAILED, IMPORTED, INVALID, NOT_FOUND, PARKED, episodes, series, utcnow
 
@@ -56,11 +58,19 @@ def insert_ignoring_duplicates(connection: Connection, table: Table,
     if not rows:
         return 0
 
-    dialect = connection.dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    statement = insert.on_conflict_do_nothing(index_elements=["tvmaze_id"])
-    result = connection.execute(statement.returning(table.c.id), rows)
+    statement = _insert_ignoring_duplicates(connection.dialect.name, table)
+    # NOTE: one row goes as a plain execute: a list, even of one, takes
+    # the driver's slower executemany path.
+    result = connection.execute(statement, rows if len(rows) > 1 else rows[0])
     return len(result.all())
+
+
+@functools.cache
+def _insert_ignoring_duplicates(dialect: str, table: Table) -> ReturningInsert[tuple[int]]:
+    # NOTE: built once: items run it, and building a statement costs about
+    # as much as running it.
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return insert.on_conflict_do_nothing(index_elements=["tvmaze_id"]).returning(table.c.id)
 
 
 def add_series(connection: Connection, tvmaze_ids: Iterable[int]) -> int:

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import Connection, Select, Table, Update, bindparam, select, update
+from sqlalchemy import Connection, Table, Update, bindparam, select, update
 
 from . import metrics
 from .catalogue import insert_ignoring_duplicates
@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 def import_series(run_id: int, series_id: int) -> None:
     """Fetch one show, store it and register its regular episodes."""
     with autocommit() as connection:
-        row = _load(connection, series, series_id)
+        row = _load(connection, series_id)
     state = DONE if row is None else _state(row, run_id)
     if state == DONE:
         return
@@ -94,21 +94,21 @@ def import_episodes(run_id: int, series_id: int, episode_ids: Sequence[int]) -> 
     row fails alone.
     """
     with autocommit() as connection:
-        show = _load(connection, series, series_id)
-        loaded = _load_many(connection, episodes, episode_ids)
+        loaded = _load_episodes(connection, series_id, episode_ids)
     filled = [r["id"] for r in loaded if _state(r, run_id) == FILLED]
     if filled:
         skip_filled(episodes, run_id, filled)
 
     rows = [r for r in loaded if _state(r, run_id) == OPEN]
-    if show is None or not rows:
+    if not rows:
         return
 
+    show_id = rows[0]["show_tvmaze_id"]
     try:
-        payload = episode_list(get_client().episodes(show["tvmaze_id"]))
+        payload = episode_list(get_client().episodes(show_id))
     except ApiError as error:
         _handle_failure(episodes, run_id, [r["id"] for r in rows], error,
-                        what=f"episodes of series {show['tvmaze_id']}")
+                        what=f"episodes of series {show_id}")
         return
 
     parsed, invalid = _parse_each(payload)
@@ -282,24 +282,30 @@ def transient_attempts() -> int:
     return max(retries - int(message.options.get("rate_limited", 0)), 0)
 
 
-@functools.cache
-def _state_query(table: Table, many: bool) -> Select[Any]:
-    """What an item reads of its rows before its call: the key and whether each is open."""
-    query = select(table.c.id, table.c.tvmaze_id, table.c.data_last_updated_at,
-                   table.c.last_run_id)
-    if many:
-        return (query.where(table.c.id.in_(bindparam("row_ids", expanding=True)))
-                .order_by(table.c.id))
-    return query.where(table.c.id == bindparam("row_id"))
+#: What an item reads of its row before its call: the key and whether it is open.
+_SERIES_STATE = (select(series.c.id, series.c.tvmaze_id, series.c.data_last_updated_at,
+                        series.c.last_run_id)
+                 .where(series.c.id == bindparam("row_id")))
+
+#: The same of an episodes item's rows, with their show's TVmaze id.
+_EPISODES_STATE = (select(episodes.c.id, episodes.c.tvmaze_id,
+                          episodes.c.data_last_updated_at, episodes.c.last_run_id,
+                          series.c.tvmaze_id.label("show_tvmaze_id"))
+                   .join(series, series.c.id == episodes.c.series_id)
+                   .where(series.c.id == bindparam("series_id"),
+                          episodes.c.id.in_(bindparam("row_ids", expanding=True)))
+                   .order_by(episodes.c.id))
 
 
-def _load(connection: Connection, table: Table, row_id: int) -> Any:
-    return connection.execute(_state_query(table, False), {"row_id": row_id}).mappings().first()
+def _load(connection: Connection, series_id: int) -> Any:
+    return connection.execute(_SERIES_STATE, {"row_id": series_id}).mappings().first()
 
 
-def _load_many(connection: Connection, table: Table, row_ids: Sequence[int]) -> list[Any]:
-    query = _state_query(table, True)
-    return list(connection.execute(query, {"row_ids": list(row_ids)}).mappings())
+def _load_episodes(connection: Connection, series_id: int,
+                   episode_ids: Sequence[int]) -> list[Any]:
+    """The given episodes of the show; none when the show is gone."""
+    params = {"series_id": series_id, "row_ids": list(episode_ids)}
+    return list(connection.execute(_EPISODES_STATE, params).mappings())
 
 
 #: What an item finds of a row it is given.

@@ -6,6 +6,7 @@ The schema is created and upgraded by the Alembic migrations in
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -233,14 +234,32 @@ def check_storable(table: Table, values: dict[str, Any]) -> None:
     such a value fails its item on every retry, and its row never gets
     an outcome.
     """
+    lengths, limits = _column_bounds(table)
     for name, value in values.items():
-        column_type = table.c[name].type
         if isinstance(value, str):
-            _check_text(name, value, getattr(column_type, "length", None))
-        elif isinstance(value, int) and isinstance(column_type, Integer):
-            limit = BIG_INTEGER_LIMIT if isinstance(column_type, BigInteger) else INTEGER_LIMIT
+            _check_text(name, value, lengths.get(name))
+        elif isinstance(value, int) and name in limits:
+            limit = limits[name]
             if not -limit <= value < limit:
                 raise InvalidPayloadError(f"{name} is out of range")
+
+
+@functools.cache
+def _column_bounds(table: Table) -> tuple[dict[str, int], dict[str, int]]:
+    """The text columns' lengths and the integer columns' limits.
+
+    NOTE: looked up once: every value of every fetched row is checked.
+    """
+    lengths: dict[str, int] = {}
+    limits: dict[str, int] = {}
+    for column in table.c:
+        length = getattr(column.type, "length", None)
+        if isinstance(length, int):
+            lengths[column.name] = length
+        if isinstance(column.type, Integer):
+            big = isinstance(column.type, BigInteger)
+            limits[column.name] = BIG_INTEGER_LIMIT if big else INTEGER_LIMIT
+    return lengths, limits
 
 
 def _check_text(name: str, value: str, length: int | None) -> None:

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from importer.budget import SAFETY_MARGIN, ApiBudget
+from importer import budget as budget_module
+from importer.budget import HELD_SLOT_GRACE, SAFETY_MARGIN, ApiBudget
 from importer.database import create_database_engine
 from importer.errors import RateLimitedError
 from importer.migrate import upgrade
@@ -106,3 +107,51 @@ def test_a_429_drops_the_slots_a_process_holds(engine: Engine) -> None:
 
     with pytest.raises(RateLimitedError):
         budget.acquire()
+
+
+class Clock:
+    """A clock for the budget that moves only when told to."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    monotonic = time
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def held_slot_bookings(engine: Engine, monkeypatch: pytest.MonkeyPatch, calls: int,
+                       apart: float) -> int:
+    """Blocks booked by a process calling ``calls`` times, ``apart`` seconds apart."""
+    budget = ApiBudget(engine, calls=100_000, period=1.0)
+    clock = Clock(1_000_000.0)
+    monkeypatch.setattr(budget_module, "time", clock)
+    bookings: list[int] = []
+
+    def book(slots: int) -> tuple[float, float]:
+        bookings.append(slots)
+        return clock.now, clock.now
+
+    monkeypatch.setattr(budget, "_book", book)
+    for _ in range(calls):
+        budget.acquire()
+        clock.sleep(apart)
+    return len(bookings)
+
+
+def test_far_below_a_high_allowance_a_block_serves_the_calls_of_its_grace(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    bookings = held_slot_bookings(engine, monkeypatch, calls=12, apart=HELD_SLOT_GRACE / 5)
+
+    assert bookings == 2
+
+
+def test_a_held_slot_is_never_taken_later_than_its_grace(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    bookings = held_slot_bookings(engine, monkeypatch, calls=5, apart=HELD_SLOT_GRACE * 1.1)
+
+    assert bookings == 5
