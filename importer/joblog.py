@@ -27,6 +27,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
+from psycopg.types.json import Json
 from sqlalchemy import Connection, Engine
 
 from .errors import SchemaMissingError, UnavailableError
@@ -199,7 +200,7 @@ class JobLogHandler(logging.Handler):
         for attempt in range(3):
             try:
                 with self.engine.begin() as connection:
-                    connection.execute(job_logs.insert(), rows)
+                    insert_rows(connection, rows)
                 return
             except Exception:  # noqa: BLE001 -- e.g. the database is down
                 time.sleep(0.5 * (attempt + 1))
@@ -208,6 +209,28 @@ class JobLogHandler(logging.Handler):
         for row in rows:
             print(json.dumps({"job_logs_unwritten": to_json(row)}, default=str),
                   file=sys.stderr)
+
+
+#: The columns of a ``job_logs`` row, in the order COPY takes them.
+_COLUMNS = ("created_at", "level", "job_class", "message_id", "run_id", "status",
+            "duration_ms", "item_kind", "item_id", "message", "context")
+_COPY = f"COPY job_logs ({', '.join(_COLUMNS)}) FROM STDIN"
+
+
+def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert ``job_logs`` rows; on PostgreSQL by COPY.
+
+    NOTE: every item execution writes two rows; COPY costs the worker a
+    fraction of an INSERT's bound parameters per row.
+    """
+    if connection.dialect.name != "postgresql":
+        connection.execute(job_logs.insert(), rows)
+        return
+
+    cursor = connection.connection.cursor()
+    with cursor.copy(_COPY) as copy:
+        for row in rows:
+            copy.write_row([*(row[name] for name in _COLUMNS[:-1]), Json(row["context"])])
 
 
 def job_log_row(record: logging.LogRecord) -> dict[str, Any] | None:

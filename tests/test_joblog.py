@@ -7,6 +7,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -116,3 +117,24 @@ def test_execution_records_stay_off_the_console_unless_it_shows_debug(
 def test_context_values_json_cannot_hold_are_stored_as_text() -> None:
     assert to_json({"when": Job, 3: {1, 2}, "ok": [1.5, None, True]}) == {
         "when": str(Job), "3": [1, 2], "ok": [1.5, None, True]}
+
+
+def test_the_writer_stores_rows_as_they_were_given_whatever_their_text(
+        database: Engine) -> None:
+    awkward = 'tab\there, newline\nthere, back\\slash, "quotes", ünïcödé, \\N'
+    written = [
+        {"created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "level": "WARNING",
+         "job_class": "importer.actors.import_series", "message_id": "m-1", "run_id": 7,
+         "status": "failed", "duration_ms": 12.5, "item_kind": "series", "item_id": 42,
+         "message": awkward, "context": {"reason": awkward, "nested": {"rows": [1, 2]}}},
+        {"created_at": datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC), "level": "INFO",
+         "job_class": None, "message_id": None, "run_id": 7, "status": None,
+         "duration_ms": None, "item_kind": None, "item_id": None, "message": "plain",
+         "context": {}},
+    ]
+
+    with database.begin() as connection:
+        joblog.insert_rows(connection, written)
+
+    stored = [{k: v for k, v in row.items() if k != "id"} for row in logs(database, 7)]
+    assert stored == written
