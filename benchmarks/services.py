@@ -30,7 +30,7 @@ from typing import Self
 import pika
 from sqlalchemy import Engine, create_engine, text
 
-from importer.broker import queue_names
+from importer.broker import queue_depths, queue_names
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +264,25 @@ class Worker:
                 raise BenchmarkError(f"the worker exited while booting:\n{self.tail()}")
             if time.monotonic() > deadline:
                 raise BenchmarkError(f"the worker did not boot in {WORKER_BOOT_TIMEOUT:g} s")
+            time.sleep(0.05)
+        self._wait_for_consumers(deadline)
+
+    def _wait_for_consumers(self, deadline: float) -> None:
+        """Wait until the worker consumes every queue it reads.
+
+        NOTE: Dramatiq says it is ready before its consumers have
+        connected, which takes a while; a run started at once would
+        count that time as its own.
+        """
+        url = self.env["IMPORTER_BROKER_URL"]
+        wanted = [name for name in queue_names() if not name.endswith(".XQ")]
+        while True:
+            depths = queue_depths(url, wanted)
+            if all(depths.get(name, {}).get("consumers", 0) > 0 for name in wanted):
+                return
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"the worker did not consume its queues in "
+                                     f"{WORKER_BOOT_TIMEOUT:g} s")
             time.sleep(0.05)
 
 
