@@ -142,8 +142,13 @@ def _carry_out(connection: Connection, run: RowMapping, dispatcher: Dispatcher,
                ahead: Dispatched | None) -> tuple[int, float] | None:
     """Do the run's current step; return the next step and its delay, if any."""
     if run["draining_since"] is None:
-        continues = _batch(connection, run, dispatcher, ahead)
-        return run["step"] + 1, run["delay_seconds"] if continues else _drain_poll(run)
+        if _batch(connection, run, dispatcher, ahead):
+            return run["step"] + 1, run["delay_seconds"]
+
+        # NOTE: counted with the rows this last batch selected, some of
+        # which may have their outcome already.
+        drained = get_run(connection, run["id"])
+        return run["step"] + 1, _drain_poll(drained if drained is not None else run)
 
     if _drain(connection, run):
         return run["step"] + 1, _next_delay(run)
@@ -163,8 +168,14 @@ def _drain_poll(run: RowMapping) -> float:
 
     NOTE: not the run's delay: a run without one would check itself
     continuously, and every check takes the run's lock from its items.
+    The item that ends the run's last row has it checked at once
+    (:func:`~importer.outcomes.close_drained_run`); a run with no row
+    outstanding is checked at once here.
     """
     outstanding = max(run["selected"] - items_done(run), 0)
+    if outstanding == 0:
+        return 0.0
+
     expected = outstanding * get_settings().api_interval
     return float(min(max(expected, DRAIN_POLL_MIN_SECONDS), DRAIN_POLL_SECONDS))
 

@@ -28,6 +28,10 @@ def table_for(kind: Kind) -> Table:
     return TABLES[kind]
 
 
+def kind_of(table: Table) -> Kind:
+    return "series" if table is series else "episodes"
+
+
 def needs_data(table: Table, recheck_before: datetime) -> ColumnElement[bool]:
     """Rows a run should select: missing data, not parked, 404s only after a while."""
     return and_(

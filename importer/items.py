@@ -30,6 +30,7 @@ from .errors import (
     TransientApiError,
 )
 from .outcomes import (
+    close_drained_run,
     count_outcomes,
     record_attempt,
     record_failure,
@@ -80,7 +81,9 @@ def import_series(run_id: int, series_id: int) -> None:
         imported = _store(connection, series, run_id, [(series_id, data)])
         skipped = 0 if imported else record_skipped(connection, series, run_id, [series_id])
         registered = _register_episodes(connection, series_id, listed)
-        count_outcomes(connection, "series", run_id, imported=imported, skipped=skipped)
+        closing = count_outcomes(connection, "series", run_id, imported=imported,
+                                 skipped=skipped)
+    close_drained_run("series", run_id, closing)
     logger.debug("Imported series %d and registered %d episodes.", row["tvmaze_id"], registered,
                  extra={"tvmaze_id": row["tvmaze_id"], "registered": registered})
 
@@ -151,8 +154,10 @@ def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[i
         skipped = 0
         if imported + invalid_rows + not_found < len(rows):
             skipped = record_skipped(connection, episodes, run_id, list(known.values()))
-        count_outcomes(connection, "episodes", run_id, imported=imported, invalid=invalid_rows,
-                       not_found=not_found, discovered=discovered, skipped=skipped)
+        closing = count_outcomes(connection, "episodes", run_id, imported=imported,
+                                 invalid=invalid_rows, not_found=not_found,
+                                 discovered=discovered, skipped=skipped)
+    close_drained_run("episodes", run_id, closing)
 
     for row_id, reason in bad.items():
         logger.warning("Episode row %d has an invalid payload: %s.", row_id, reason,

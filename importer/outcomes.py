@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, case, or_, update
 
 from . import metrics
+from .catalogue import Kind, kind_of
 from .database import transaction
+from .runs import RUNNING, items_done
 from .schema import FAILED, INVALID, PARKED, episodes, import_runs, series, utcnow
 from .settings import get_settings
 
@@ -29,17 +31,46 @@ MAX_ERROR_LENGTH = 1000
 # NOTE: built once: every item runs it, and building a statement costs a
 # worker thread about as much as the database takes to run it.
 _COUNT = (update(import_runs).where(import_runs.c.id == bindparam("run_id"))
-          .values({name: import_runs.c[name] + bindparam(name) for name in COUNTS}))
+          .values({name: import_runs.c[name] + bindparam(name) for name in COUNTS})
+          .returning(import_runs.c.status, import_runs.c.step, import_runs.c.draining_since,
+                     import_runs.c.selected, *(import_runs.c[name] for name in COUNTS)))
 
 
-def count_outcomes(connection: Connection, kind: str, run_id: int, **increments: int) -> None:
-    """Add row outcomes to the run's counts (and to the metrics)."""
+def count_outcomes(connection: Connection, kind: str, run_id: int,
+                   **increments: int) -> int | None:
+    """Add row outcomes to the run's counts (and to the metrics).
+
+    Return the run's step when these were the last rows it waited for,
+    so that it can be closed once they are committed (:func:`close_drained_run`).
+    """
     if not any(increments.values()):
-        return
+        return None
 
-    connection.execute(_COUNT, {"run_id": run_id, **dict.fromkeys(COUNTS, 0), **increments})
+    run = connection.execute(
+        _COUNT, {"run_id": run_id, **dict.fromkeys(COUNTS, 0), **increments}).mappings().first()
     for outcome, count in increments.items():
         metrics.rows(kind, outcome, count)
+
+    if (run is None or run["status"] != RUNNING or run["draining_since"] is None
+            or items_done(run) < run["selected"]):
+        return None
+    return int(run["step"])
+
+
+def close_drained_run(kind: Kind, run_id: int, step: int | None) -> None:
+    """Send the step that closes a run whose last rows just got their outcome.
+
+    NOTE: a draining run checks itself only every so often, and Dramatiq
+    looks at delayed messages only about once a second: without this a
+    run would end up to a few seconds after its last item.  The check
+    the run had scheduled then finds it closed and does nothing.
+    """
+    if step is None:
+        return
+
+    from .actors import DISPATCHER
+
+    DISPATCHER.send_step(kind, run_id, step, 0)
 
 
 def record_outcome(connection: Connection, table: Table, run_id: int, row_ids: list[int],
@@ -99,7 +130,9 @@ def record_failure(table: Table, run_id: int, row_ids: list[int], outcome: str,
         skipped = 0
         if recorded < len(row_ids):
             skipped = record_skipped(connection, table, run_id, row_ids)
-        count_outcomes(connection, table.name, run_id, **{outcome: recorded, "skipped": skipped})
+        closing = count_outcomes(connection, table.name, run_id,
+                                 **{outcome: recorded, "skipped": skipped})
+    close_drained_run(kind_of(table), run_id, closing)
     return recorded
 
 
@@ -107,7 +140,8 @@ def skip_filled(table: Table, run_id: int, row_ids: list[int]) -> None:
     """Count the rows of an item that another run's items already filled."""
     with transaction() as connection:
         skipped = record_skipped(connection, table, run_id, row_ids)
-        count_outcomes(connection, table.name, run_id, skipped=skipped)
+        closing = count_outcomes(connection, table.name, run_id, skipped=skipped)
+    close_drained_run(kind_of(table), run_id, closing)
 
 
 def record_attempt(table: Table, row_ids: list[int], reason: str) -> None:

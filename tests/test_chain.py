@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, func, select, update
 
+from importer import batches
 from importer.catalogue import add_series
 from importer.joblog import flush_job_logs
 from importer.payloads import html_to_text
@@ -312,3 +314,15 @@ def test_rows_registered_after_a_run_started_are_imported_and_counted_in_its_tot
              if (r["context"] or {}).get("event") == "batch_found"]
     assert (run["total"], run["selected"], run["imported"]) == (8, 8, 8)
     assert all(f["found"] >= f["processing"] for f in found)
+
+
+def test_a_draining_run_closes_when_its_last_item_ends_not_at_its_next_check(
+        database: Engine, worker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    register(database, WITHOUT_EPISODES)
+    monkeypatch.setattr(batches, "DRAIN_POLL_MIN_SECONDS", 600.0)
+    monkeypatch.setattr(batches, "DRAIN_POLL_SECONDS", 600.0)
+
+    run = run_to_end("series", batch_size=3, timeout=20)
+
+    assert run["status"] == "completed"
+    assert run["imported"] == len(WITHOUT_EPISODES)
