@@ -241,13 +241,18 @@ def select_next(connection: Connection, kind: Kind, run: RowMapping) -> Selectio
 
 def _select_series(connection: Connection, table: Table, wanted: Any,
                    run: RowMapping) -> Selection:
+    # NOTE: one row beyond the batch tells whether another batch follows:
+    # a batch that merely fills up to its size may have taken the last rows,
+    # and the run then drains at once instead of waiting its delay for nothing.
     query = (select(table.c.id, table.c.tvmaze_id)
              .where(wanted, table.c.id > run["cursor_id"])
-             .order_by(table.c.id).limit(run["batch_size"]))
+             .order_by(table.c.id).limit(run["batch_size"] + 1))
     rows = list(connection.execute(query).mappings())
+    continues = len(rows) > run["batch_size"]
+    del rows[run["batch_size"]:]
 
     last = rows[-1]["id"] if rows else run["cursor_id"]
-    return Selection(rows, 0, last, continues=len(rows) == run["batch_size"])
+    return Selection(rows, 0, last, continues)
 
 
 def _select_episodes(connection: Connection, table: Table, wanted: Any,
@@ -255,24 +260,32 @@ def _select_episodes(connection: Connection, table: Table, wanted: Any,
     # NOTE: the key is (series_id, id) so that one show's episodes come
     # together; the batch then takes the rest of its last show, so that
     # no show is split over two batches and each costs one API call.
+    # As for series, one row beyond the batch tells whether another follows.
     key = tuple_(table.c.series_id, table.c.id)
     columns = (table.c.id, table.c.series_id, table.c.tvmaze_id)
     query = (select(*columns)
              .where(wanted, key > tuple_(run["cursor_series"], run["cursor_id"]))
-             .order_by(table.c.series_id, table.c.id).limit(run["batch_size"]))
+             .order_by(table.c.series_id, table.c.id).limit(run["batch_size"] + 1))
     rows = list(connection.execute(query).mappings())
-    if not rows:
-        return Selection([], run["cursor_series"], run["cursor_id"], continues=False)
+    if len(rows) <= run["batch_size"]:
+        if not rows:
+            return Selection([], run["cursor_series"], run["cursor_id"], continues=False)
+        return Selection(rows, rows[-1]["series_id"], rows[-1]["id"], continues=False)
 
-    continues = len(rows) == run["batch_size"]
-    last_series, last_id = rows[-1]["series_id"], rows[-1]["id"]
-    if continues:
-        rest = (select(*columns)
-                .where(wanted, table.c.series_id == last_series, table.c.id > last_id)
-                .order_by(table.c.id))
-        rows.extend(connection.execute(rest).mappings())
-        last_id = rows[-1]["id"]
-    return Selection(rows, last_series, last_id, continues)
+    beyond = rows.pop()
+    last_series = rows[-1]["series_id"]
+    if beyond["series_id"] != last_series:
+        return Selection(rows, last_series, rows[-1]["id"], continues=True)
+
+    rest = (select(*columns)
+            .where(wanted, table.c.series_id == last_series, table.c.id > rows[-1]["id"])
+            .order_by(table.c.id))
+    rows.extend(connection.execute(rest).mappings())
+    later = (select(table.c.id)
+             .where(wanted, table.c.series_id > last_series)
+             .order_by(table.c.series_id, table.c.id).limit(1))
+    continues = connection.execute(later).first() is not None
+    return Selection(rows, last_series, rows[-1]["id"], continues)
 
 
 def _record_batch(connection: Connection, run: RowMapping, selection: Selection,

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, RowMapping, select, update
 
 from importer import actors, batches
-from importer.catalogue import Kind, add_series
+from importer.catalogue import Kind, add_episodes, add_series
 from importer.runs import create_run, get_run
 from importer.schema import import_runs, series, utcnow
 
@@ -101,6 +101,40 @@ def test_a_retried_step_does_not_select_rows_that_already_have_their_outcome_in_
         selection = batches.select_next(connection, "series", run_row(database, run_id))
 
     assert [row["tvmaze_id"] for row in selection.rows] == [1, 3]
+
+
+@pytest.mark.parametrize(("batch_size", "selected", "continues"), [
+    (2, 3, True),    # the rest of the first show is taken; the second follows
+    (3, 3, True),    # the first show fills the batch; the second follows
+    (4, 5, False),   # the rest of the second show is taken; nothing follows
+    (5, 5, False),   # the batch fills up to its size with the last rows
+    (6, 5, False),
+])
+def test_an_episodes_batch_takes_whole_shows_and_continues_only_when_rows_follow_it(
+        database: Engine, batch_size: int, selected: int, continues: bool) -> None:
+    with database.begin() as connection:
+        add_episodes(connection, 1, [11, 12, 13])
+        add_episodes(connection, 2, [21, 22])
+    run_id = create_run("episodes", batch_size, 0.0, engine=database)
+
+    with database.connect() as connection:
+        selection = batches.select_next(connection, "episodes", run_row(database, run_id))
+
+    assert len(selection.rows) == selected
+    assert selection.continues is continues
+    assert selection.cursor_id == selection.rows[-1]["id"]
+
+
+@pytest.mark.parametrize(("shows", "continues"), [(4, True), (3, False), (2, False)])
+def test_a_series_batch_continues_only_when_rows_follow_it(
+        database: Engine, shows: int, continues: bool) -> None:
+    run_id = new_run(database, shows=shows, batch_size=3)
+
+    with database.connect() as connection:
+        selection = batches.select_next(connection, "series", run_row(database, run_id))
+
+    assert [row["tvmaze_id"] for row in selection.rows] == list(range(1, min(shows, 3) + 1))
+    assert selection.continues is continues
 
 
 def test_an_item_whose_retries_are_spent_gets_a_failed_outcome_and_its_run_ends(

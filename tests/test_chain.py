@@ -124,6 +124,18 @@ def test_each_batch_logs_its_start_what_it_found_its_result_and_the_run_its_comp
     assert len(completed) == 1 and completed[0]["context"]["imported"] == 8
 
 
+def test_a_last_batch_that_fills_up_to_its_size_ends_the_run_without_waiting_its_delay(
+        database: Engine, worker: Any) -> None:
+    register(database, WITHOUT_EPISODES)
+
+    run = run_to_end("series", batch_size=len(WITHOUT_EPISODES), delay=600, timeout=30)
+
+    assert (run["status"], run["batches"], run["imported"]) == ("completed", 1, 8)
+    result, = [r for r in logs(database, run["id"])
+               if (r["context"] or {}).get("event") == "batch_result"]
+    assert result["message"].endswith("0 remain.")
+
+
 def test_batches_walk_rows_by_key_and_dispatch_each_row_once(
         database: Engine, worker: Any) -> None:
     register(database, WITHOUT_EPISODES)
