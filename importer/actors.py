@@ -99,15 +99,15 @@ def import_missing_episodes(run_id: int, step: int) -> None:
 
 
 @dramatiq.actor(queue_name=queue_name("series", "items"), **_item_options)
-def import_series(run_id: int, series_id: int) -> None:
+def import_series(run_id: int, series_id: int, tvmaze_id: int) -> None:
     """Fetch and store one show."""
-    items.import_series(run_id, series_id)
+    items.import_series(run_id, series_id, tvmaze_id)
 
 
 @dramatiq.actor(queue_name=queue_name("episodes", "items"), **_item_options)
-def import_episodes(run_id: int, series_id: int, episode_ids: list[int]) -> None:
-    """Fetch one show's episode list and fill the given episodes."""
-    items.import_episodes(run_id, series_id, episode_ids)
+def import_episodes(run_id: int, series_id: int, show_id: int, rows: list[list[int]]) -> None:
+    """Fetch one show's episode list and fill its episodes ``[row id, TVmaze id]``."""
+    items.import_episodes(run_id, series_id, show_id, rows)
 
 
 @dramatiq.actor(queue_name=EXHAUSTED_QUEUE, **_batch_options)
@@ -130,13 +130,15 @@ class _Dispatcher:
 
     def send_items(self, kind: Kind, run_id: int, rows: Sequence[RowMapping]) -> int:
         if kind == "series":
-            messages = [import_series.message(run_id, row["id"]) for row in rows]
+            messages = [import_series.message(run_id, row["id"], row["tvmaze_id"])
+                        for row in rows]
         else:
-            by_show: dict[int, list[int]] = {}
+            by_show: dict[tuple[int, int], list[list[int]]] = {}
             for row in rows:
-                by_show.setdefault(row["series_id"], []).append(row["id"])
-            messages = [import_episodes.message(run_id, series_id, episode_ids)
-                        for series_id, episode_ids in by_show.items()]
+                show = (row["series_id"], row["show_tvmaze_id"])
+                by_show.setdefault(show, []).append([row["id"], row["tvmaze_id"]])
+            messages = [import_episodes.message(run_id, series_id, show_id, episode_rows)
+                        for (series_id, show_id), episode_rows in by_show.items()]
         send_together(broker, messages)
         return len(messages)
 

@@ -37,7 +37,7 @@ from .database import transaction
 from .joblog import log_in_transaction
 from .limits import DRAIN_TIMEOUT, SUCCESSOR_GRACE
 from .runs import COMPLETED, RUNNING, get_run, items_done, lock_run
-from .schema import import_runs, utcnow
+from .schema import import_runs, series, utcnow
 from .settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def _dispatch_ahead(kind: Kind, run_id: int, step: int,
     takes a while, and every item that ends meanwhile would wait for the
     run's lock to count its outcome.  The step is still recorded only under the lock:
     a duplicate delivery racing this one at worst sends the same items
-    twice, and an item that finds its row done does nothing.
+    twice, and an item that finds its rows done writes and counts nothing.
     """
     with transaction() as connection:
         run = get_run(connection, run_id)
@@ -262,8 +262,11 @@ def _select_episodes(connection: Connection, table: Table, wanted: Any,
     # no show is split over two batches and each costs one API call.
     # As for series, one row beyond the batch tells whether another follows.
     key = tuple_(table.c.series_id, table.c.id)
-    columns = (table.c.id, table.c.series_id, table.c.tvmaze_id)
-    query = (select(*columns)
+    # The item calls for its show by the show's TVmaze id: it goes in the message.
+    rows_with_show = select(table.c.id, table.c.series_id, table.c.tvmaze_id,
+                            series.c.tvmaze_id.label("show_tvmaze_id")).join_from(
+        table, series, series.c.id == table.c.series_id)
+    query = (rows_with_show
              .where(wanted, key > tuple_(run["cursor_series"], run["cursor_id"]))
              .order_by(table.c.series_id, table.c.id).limit(run["batch_size"] + 1))
     rows = list(connection.execute(query).mappings())
@@ -277,7 +280,7 @@ def _select_episodes(connection: Connection, table: Table, wanted: Any,
     if beyond["series_id"] != last_series:
         return Selection(rows, last_series, rows[-1]["id"], continues=True)
 
-    rest = (select(*columns)
+    rest = (rows_with_show
             .where(wanted, table.c.series_id == last_series, table.c.id > rows[-1]["id"])
             .order_by(table.c.id))
     rows.extend(connection.execute(rest).mappings())

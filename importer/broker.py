@@ -113,8 +113,8 @@ def send_together(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[A
     threads keep the interpreter busy, paced the whole run.  On RabbitMQ
     the batch goes out in one AMQP transaction instead: one round trip
     for all of it.  A batch that fails is sent again whole, so some of
-    its items may arrive twice; an item that finds its row done does
-    nothing.
+    its items may arrive twice; an item that finds its rows done writes
+    and counts nothing.
     """
     if not isinstance(broker, RabbitmqBroker):
         for message in messages:

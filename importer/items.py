@@ -5,6 +5,13 @@ not found, invalid, or failed once its transient errors are spent (see
 :mod:`importer.outcomes`).  Only a successful response writes data, and
 only to a row that still misses it, so a redelivered item changes
 nothing and counts nothing twice.
+
+An item's message carries the TVmaze ids it calls for, so the item reads
+nothing before its call: a read per item cost the worker as much time as
+a tenth of the item's whole work.  The price is paid only after a fault:
+an item delivered again once its rows are done (a worker killed before
+its ack, a batch sent twice, a run's items still queued after a takeover)
+spends one API call and then finds nothing to write.
 """
 
 from __future__ import annotations
@@ -16,11 +23,11 @@ from typing import Any, NoReturn
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import Connection, Table, Update, bindparam, select, update
+from sqlalchemy import Connection, Table, Update, bindparam, update
 
 from . import metrics
 from .catalogue import insert_ignoring_duplicates
-from .database import autocommit, transaction
+from .database import transaction
 from .errors import (
     ApiError,
     BudgetFullError,
@@ -36,7 +43,6 @@ from .outcomes import (
     record_failure,
     record_outcome,
     record_skipped,
-    skip_filled,
 )
 from .payloads import Row, embedded_episodes, episode_list, parse_episode, parse_show
 from .schema import (
@@ -56,66 +62,47 @@ from .tvmaze import DEFAULT_RATE_LIMIT_WAIT, get_client
 logger = logging.getLogger(__name__)
 
 
-def import_series(run_id: int, series_id: int) -> None:
+def import_series(run_id: int, series_id: int, tvmaze_id: int) -> None:
     """Fetch one show, store it and register its regular episodes."""
-    with autocommit() as connection:
-        row = _load(connection, series_id)
-    state = DONE if row is None else _state(row, run_id)
-    if state == DONE:
-        return
-
-    if state == FILLED:
-        skip_filled(series, run_id, [series_id])
-        return
-
     try:
-        payload = get_client().show(row["tvmaze_id"], embed_episodes=True)
-        data = parse_show(payload, row["tvmaze_id"])
+        payload = get_client().show(tvmaze_id, embed_episodes=True)
+        data = parse_show(payload, tvmaze_id)
         check_storable(series, data)
     except ApiError as error:
-        _handle_failure(series, run_id, [series_id], error, what=f"series {row['tvmaze_id']}")
+        _handle_failure(series, run_id, [series_id], error, what=f"series {tvmaze_id}")
         return
 
     listed = _listed_episodes(payload)
     with transaction() as connection:
         imported = _store(connection, series, run_id, [(series_id, data)])
         skipped = 0 if imported else record_skipped(connection, series, run_id, [series_id])
-        registered = _register_episodes(connection, series_id, listed)
+        registered = _register_episodes(connection, series_id, listed) if imported else 0
         closing = count_outcomes(connection, "series", run_id, imported=imported,
                                  skipped=skipped)
     close_drained_run("series", run_id, closing)
-    logger.debug("Imported series %d and registered %d episodes.", row["tvmaze_id"], registered,
-                 extra={"tvmaze_id": row["tvmaze_id"], "registered": registered})
+    logger.debug("Imported series %d and registered %d episodes.", tvmaze_id, registered,
+                 extra={"tvmaze_id": tvmaze_id, "registered": registered})
 
 
-def import_episodes(run_id: int, series_id: int, episode_ids: Sequence[int]) -> None:
-    """Fill the given episodes of one show from one call for its episode list.
+def import_episodes(run_id: int, series_id: int, show_id: int,
+                    rows: Sequence[Sequence[int]]) -> None:
+    """Fill one show's episodes, ``[row id, TVmaze id]`` each, from one call for its list.
 
     Episodes in the list that the catalogue lacks (specials, new ones)
     are registered and filled too.  An episode the list lacks is
     recorded as not found; one that does not parse, as invalid: each
     row fails alone.
     """
-    with autocommit() as connection:
-        loaded = _load_episodes(connection, series_id, episode_ids)
-    filled = [r["id"] for r in loaded if _state(r, run_id) == FILLED]
-    if filled:
-        skip_filled(episodes, run_id, filled)
-
-    rows = [r for r in loaded if _state(r, run_id) == OPEN]
-    if not rows:
-        return
-
-    show_id = rows[0]["show_tvmaze_id"]
+    known = {tvmaze_id: row_id for row_id, tvmaze_id in rows}
     try:
         payload = episode_list(get_client().episodes(show_id))
     except ApiError as error:
-        _handle_failure(episodes, run_id, [r["id"] for r in rows], error,
+        _handle_failure(episodes, run_id, list(known.values()), error,
                         what=f"episodes of series {show_id}")
         return
 
     parsed, invalid = _parse_each(payload)
-    _store_episodes(run_id, series_id, rows, parsed, invalid)
+    _store_episodes(run_id, series_id, known, parsed, invalid)
 
 
 def _parse_each(payload: list[Any]) -> tuple[dict[int, Row], dict[int, str]]:
@@ -133,13 +120,12 @@ def _parse_each(payload: list[Any]) -> tuple[dict[int, Row], dict[int, str]]:
     return parsed, invalid
 
 
-def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[int, Row],
-                    invalid: dict[int, str]) -> None:
-    known = {r["tvmaze_id"]: r["id"] for r in rows}
+def _store_episodes(run_id: int, series_id: int, known: dict[int, int],
+                    parsed: dict[int, Row], invalid: dict[int, str]) -> None:
+    """Store a show's episode list: ``known`` maps the item's TVmaze ids to their rows."""
     filled = [(known[t], data) for t, data in parsed.items() if t in known]
     bad = {known[t]: reason for t, reason in invalid.items() if t in known}
-    gone = [r["id"] for r in rows
-            if r["tvmaze_id"] not in parsed and r["tvmaze_id"] not in invalid]
+    gone = [row_id for t, row_id in known.items() if t not in parsed and t not in invalid]
 
     with transaction() as connection:
         imported = _store(connection, episodes, run_id, filled)
@@ -152,7 +138,7 @@ def _store_episodes(run_id: int, series_id: int, rows: list[Any], parsed: dict[i
         not_found = record_outcome(connection, episodes, run_id, gone, NOT_FOUND,
                                    "not in the show's episode list")
         skipped = 0
-        if imported + invalid_rows + not_found < len(rows):
+        if imported + invalid_rows + not_found < len(known):
             skipped = record_skipped(connection, episodes, run_id, list(known.values()))
         closing = count_outcomes(connection, "episodes", run_id, imported=imported,
                                  invalid=invalid_rows, not_found=not_found,
@@ -285,45 +271,6 @@ def transient_attempts() -> int:
 
     retries = int(message.options.get("retries", 0))
     return max(retries - int(message.options.get("rate_limited", 0)), 0)
-
-
-#: What an item reads of its row before its call: the key and whether it is open.
-_SERIES_STATE = (select(series.c.id, series.c.tvmaze_id, series.c.data_last_updated_at,
-                        series.c.last_run_id)
-                 .where(series.c.id == bindparam("row_id")))
-
-#: The same of an episodes item's rows, with their show's TVmaze id.
-_EPISODES_STATE = (select(episodes.c.id, episodes.c.tvmaze_id,
-                          episodes.c.data_last_updated_at, episodes.c.last_run_id,
-                          series.c.tvmaze_id.label("show_tvmaze_id"))
-                   .join(series, series.c.id == episodes.c.series_id)
-                   .where(series.c.id == bindparam("series_id"),
-                          episodes.c.id.in_(bindparam("row_ids", expanding=True)))
-                   .order_by(episodes.c.id))
-
-
-def _load(connection: Connection, series_id: int) -> Any:
-    return connection.execute(_SERIES_STATE, {"row_id": series_id}).mappings().first()
-
-
-def _load_episodes(connection: Connection, series_id: int,
-                   episode_ids: Sequence[int]) -> list[Any]:
-    """The given episodes of the show; none when the show is gone."""
-    params = {"series_id": series_id, "row_ids": list(episode_ids)}
-    return list(connection.execute(_EPISODES_STATE, params).mappings())
-
-
-#: What an item finds of a row it is given.
-OPEN, DONE, FILLED = "open", "done", "filled"
-
-
-def _state(row: Any, run_id: int) -> str:
-    """``DONE`` when the row has its outcome for this run (a redelivered item),
-    ``FILLED`` when another run's item gave it data, else ``OPEN``."""
-    if row["last_run_id"] == run_id:
-        return DONE
-
-    return FILLED if row["data_last_updated_at"] is not None else OPEN
 
 
 __all__ = ["import_episodes", "import_series"]

@@ -105,8 +105,8 @@ def record_skipped(connection: Connection, table: Table, run_id: int,
 
     NOTE: after a takeover the abandoned run's items still in the queue
     fill rows that the new run selected too.  The new run's items find
-    them filled and call no API, but the run must count them as done,
-    or it would wait for them until its drain timeout.
+    them filled, but the run must count them as done, or it would wait
+    for them until its drain timeout.
     """
     if not row_ids:
         return 0
@@ -136,18 +136,11 @@ def record_failure(table: Table, run_id: int, row_ids: list[int], outcome: str,
     return recorded
 
 
-def skip_filled(table: Table, run_id: int, row_ids: list[int]) -> None:
-    """Count the rows of an item that another run's items already filled."""
-    with transaction() as connection:
-        skipped = record_skipped(connection, table, run_id, row_ids)
-        closing = count_outcomes(connection, table.name, run_id, skipped=skipped)
-    close_drained_run(kind_of(table), run_id, closing)
-
-
 def record_attempt(table: Table, row_ids: list[int], reason: str) -> None:
     """Note a transient failure on rows that will be tried again."""
     with transaction() as connection:
-        connection.execute(update(table).where(table.c.id.in_(row_ids)).values(
+        connection.execute(update(table).where(
+            table.c.id.in_(row_ids), table.c.data_last_updated_at.is_(None)).values(
             attempts=table.c.attempts + 1, last_error=reason[:MAX_ERROR_LENGTH],
             checked_at=utcnow()))
 
@@ -163,7 +156,7 @@ def give_up(actor_name: str, args: Sequence[Any], reason: str) -> None:
     if actor_name == "import_series":
         table, row_ids = series, [series_id]
     else:
-        table, row_ids = episodes, list(rest[0])
+        table, row_ids = episodes, [row_id for row_id, _ in rest[1]]
 
     recorded = record_failure(table, run_id, row_ids, FAILED, reason)
     logger.error("Gave up on %s for rows %s: %s.", actor_name, row_ids, reason, extra={

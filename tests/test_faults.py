@@ -399,8 +399,11 @@ def test_a_run_outlives_a_rabbitmq_restart_and_the_worker_reconnects(
     run = finished(engine, run_id)
 
     assert_every_row_imported_once(engine, run, shows)
+    # Only the items the worker held when the broker went away (Dramatiq
+    # prefetches twice its threads) are fetched again.
     fetches = Counter(path for _, path, _ in api.request_log())
-    assert len(fetches) == shows and set(fetches.values()) == {1}
+    assert len(fetches) == shows
+    assert sum(fetches.values()) - shows <= 2 * worker.threads
     assert worker.process is not None and worker.process.poll() is None
     assert "connection error" in deployment.output()
     assert_no_secret(engine, deployment.output())
