@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     if args.verbose:
         logging.getLogger("benchmarks").setLevel(logging.INFO)
+    else:
+        # NOTE: pika logs a traceback for a vhost not created yet, and for
+        # an idle connection the broker resets; the suite says what failed.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
     sizes = QUICK if args.quick else FULL
 
     try:

@@ -82,8 +82,12 @@ def run_step(kind: Kind, run_id: int, step: int, dispatcher: Dispatcher) -> None
     with transaction() as connection:
         run = lock_run(connection, run_id)
         if run is None or run["status"] != RUNNING:
-            logger.info("Run %s is not running; batch message ignored.", run_id,
-                        extra={"run_id": run_id, "step": step})
+            # NOTE: a run closed by its last item still gets the check it
+            # had scheduled: expected, and not worth a record of its own.
+            closed = run is not None and run["status"] == COMPLETED
+            level = logging.DEBUG if closed else logging.INFO
+            logger.log(level, "Run %s is not running; batch message ignored.", run_id,
+                       extra={"run_id": run_id, "step": step})
             return
 
         if step == run["step"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
@@ -101,6 +102,23 @@ def test_a_retried_step_does_not_select_rows_that_already_have_their_outcome_in_
         selection = batches.select_next(connection, "series", run_row(database, run_id))
 
     assert [row["tvmaze_id"] for row in selection.rows] == [1, 3]
+
+
+@pytest.mark.parametrize(("status", "recorded"), [("completed", False), ("abandoned", True)])
+def test_a_step_of_a_closed_run_is_ignored_and_recorded_only_when_the_run_was_abandoned(
+        database: Engine, caplog: pytest.LogCaptureFixture, status: str, recorded: bool) -> None:
+    run_id = new_run(database)
+    with database.begin() as connection:
+        connection.execute(update(import_runs).where(import_runs.c.id == run_id)
+                           .values(status=status))
+    dispatcher = HeldDispatcher()
+    caplog.set_level(logging.DEBUG, logger="importer.batches")
+
+    batches.run_step("series", run_id, 0, dispatcher)
+
+    ignored = [r for r in caplog.records if "batch message ignored" in r.getMessage()]
+    assert [r.levelno >= logging.INFO for r in ignored] == [recorded]
+    assert dispatcher.steps == [] and run_row(database, run_id)["batches"] == 0
 
 
 @pytest.mark.parametrize(("batch_size", "selected", "continues"), [
