@@ -65,6 +65,11 @@ MAX_API_RETRIES = 100
 
 def retry_when(retries: int, exception: BaseException) -> bool:
     """Retry policy shared by every actor."""
+    if isinstance(exception, TypeError):
+        # NOTE: e.g. a message queued by an earlier version, whose
+        # arguments do not fit the actor: no retry ever will.
+        return False
+
     if isinstance(exception, (dramatiq.Retry, TransientApiError)):
         return retries < MAX_API_RETRIES
 
@@ -105,9 +110,10 @@ def import_series(run_id: int, series_id: int, tvmaze_id: int) -> None:
 
 
 @dramatiq.actor(queue_name=queue_name("episodes", "items"), **_item_options)
-def import_episodes(run_id: int, series_id: int, show_id: int, rows: list[list[int]]) -> None:
+def import_episodes(run_id: int, series_id: int, show_tvmaze_id: int,
+                    rows: list[list[int]]) -> None:
     """Fetch one show's episode list and fill its episodes ``[row id, TVmaze id]``."""
-    items.import_episodes(run_id, series_id, show_id, rows)
+    items.import_episodes(run_id, series_id, show_tvmaze_id, rows)
 
 
 @dramatiq.actor(queue_name=EXHAUSTED_QUEUE, **_batch_options)
@@ -137,8 +143,8 @@ class _Dispatcher:
             for row in rows:
                 show = (row["series_id"], row["show_tvmaze_id"])
                 by_show.setdefault(show, []).append([row["id"], row["tvmaze_id"]])
-            messages = [import_episodes.message(run_id, series_id, show_id, episode_rows)
-                        for (series_id, show_id), episode_rows in by_show.items()]
+            messages = [import_episodes.message(run_id, series_id, show_tvmaze_id, episode_rows)
+                        for (series_id, show_tvmaze_id), episode_rows in by_show.items()]
         send_together(broker, messages)
         return len(messages)
 

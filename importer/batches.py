@@ -37,7 +37,7 @@ from .database import transaction
 from .joblog import log_in_transaction
 from .limits import DRAIN_TIMEOUT, SUCCESSOR_GRACE
 from .runs import COMPLETED, RUNNING, get_run, items_done, lock_run
-from .schema import import_runs, series, utcnow
+from .schema import episodes, import_runs, series, utcnow
 from .settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -259,40 +259,54 @@ def _select_series(connection: Connection, table: Table, wanted: Any,
     return Selection(rows, 0, last, continues)
 
 
+#: An episodes batch's rows, each with its show's TVmaze id: the item calls
+#: for the show's episode list by it.
+_EPISODES_WITH_SHOW = select(
+    episodes.c.id, episodes.c.series_id, episodes.c.tvmaze_id,
+    series.c.tvmaze_id.label("show_tvmaze_id"),
+).join_from(episodes, series, series.c.id == episodes.c.series_id)
+
+
 def _select_episodes(connection: Connection, table: Table, wanted: Any,
                      run: RowMapping) -> Selection:
     # NOTE: the key is (series_id, id) so that one show's episodes come
     # together; the batch then takes the rest of its last show, so that
     # no show is split over two batches and each costs one API call.
-    # As for series, one row beyond the batch tells whether another follows.
     key = tuple_(table.c.series_id, table.c.id)
-    # The item calls for its show by the show's TVmaze id: it goes in the message.
-    rows_with_show = select(table.c.id, table.c.series_id, table.c.tvmaze_id,
-                            series.c.tvmaze_id.label("show_tvmaze_id")).join_from(
-        table, series, series.c.id == table.c.series_id)
-    query = (rows_with_show
+    query = (_EPISODES_WITH_SHOW
              .where(wanted, key > tuple_(run["cursor_series"], run["cursor_id"]))
              .order_by(table.c.series_id, table.c.id).limit(run["batch_size"] + 1))
     rows = list(connection.execute(query).mappings())
+    if not rows:
+        return Selection([], run["cursor_series"], run["cursor_id"], continues=False)
+
     if len(rows) <= run["batch_size"]:
-        if not rows:
-            return Selection([], run["cursor_series"], run["cursor_id"], continues=False)
         return Selection(rows, rows[-1]["series_id"], rows[-1]["id"], continues=False)
 
+    # As for series, the row beyond the batch tells whether another follows.
     beyond = rows.pop()
     last_series = rows[-1]["series_id"]
     if beyond["series_id"] != last_series:
         return Selection(rows, last_series, rows[-1]["id"], continues=True)
 
-    rest = (rows_with_show
-            .where(wanted, table.c.series_id == last_series, table.c.id > rows[-1]["id"])
-            .order_by(table.c.id))
-    rows.extend(connection.execute(rest).mappings())
-    later = (select(table.c.id)
-             .where(wanted, table.c.series_id > last_series)
-             .order_by(table.c.series_id, table.c.id).limit(1))
-    continues = connection.execute(later).first() is not None
+    rows.extend(_rest_of_show(connection, wanted, last_series, rows[-1]["id"]))
+    continues = _any_show_after(connection, wanted, last_series)
     return Selection(rows, last_series, rows[-1]["id"], continues)
+
+
+def _rest_of_show(connection: Connection, wanted: Any, series_id: int,
+                  after_id: int) -> list[RowMapping]:
+    query = (_EPISODES_WITH_SHOW
+             .where(wanted, episodes.c.series_id == series_id, episodes.c.id > after_id)
+             .order_by(episodes.c.id))
+    return list(connection.execute(query).mappings())
+
+
+def _any_show_after(connection: Connection, wanted: Any, series_id: int) -> bool:
+    query = (select(episodes.c.id)
+             .where(wanted, episodes.c.series_id > series_id)
+             .order_by(episodes.c.series_id, episodes.c.id).limit(1))
+    return connection.execute(query).first() is not None
 
 
 def _record_batch(connection: Connection, run: RowMapping, selection: Selection,

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import Connection, Table, Update, bindparam, update
+from sqlalchemy import Connection, Table, Update, bindparam, or_, update
 
 from . import metrics
 from .catalogue import insert_ignoring_duplicates
@@ -80,11 +80,12 @@ def import_series(run_id: int, series_id: int, tvmaze_id: int) -> None:
         closing = count_outcomes(connection, "series", run_id, imported=imported,
                                  skipped=skipped)
     close_drained_run("series", run_id, closing)
-    logger.debug("Imported series %d and registered %d episodes.", tvmaze_id, registered,
-                 extra={"tvmaze_id": tvmaze_id, "registered": registered})
+    if imported:
+        logger.debug("Imported series %d and registered %d episodes.", tvmaze_id, registered,
+                     extra={"tvmaze_id": tvmaze_id, "registered": registered})
 
 
-def import_episodes(run_id: int, series_id: int, show_id: int,
+def import_episodes(run_id: int, series_id: int, show_tvmaze_id: int,
                     rows: Sequence[Sequence[int]]) -> None:
     """Fill one show's episodes, ``[row id, TVmaze id]`` each, from one call for its list.
 
@@ -95,10 +96,10 @@ def import_episodes(run_id: int, series_id: int, show_id: int,
     """
     known = {tvmaze_id: row_id for row_id, tvmaze_id in rows}
     try:
-        payload = episode_list(get_client().episodes(show_id))
+        payload = episode_list(get_client().episodes(show_tvmaze_id))
     except ApiError as error:
         _handle_failure(episodes, run_id, list(known.values()), error,
-                        what=f"episodes of series {show_id}")
+                        what=f"episodes of series {show_tvmaze_id}")
         return
 
     parsed, invalid = _parse_each(payload)
@@ -202,11 +203,12 @@ def _store(connection: Connection, table: Table, run_id: int,
         return 0
 
     now = utcnow()
-    params = [{"row_id": row_id, **data, "data_last_updated_at": now, "outcome": IMPORTED,
-               "attempts": 0, "failed_runs": 0, "last_error": None, "checked_at": now,
-               "last_run_id": run_id}
+    params = [{"row_id": row_id, "run_id": run_id, **data, "data_last_updated_at": now,
+               "outcome": IMPORTED, "attempts": 0, "failed_runs": 0, "last_error": None,
+               "checked_at": now, "last_run_id": run_id}
               for row_id, data in rows]
-    statement = _store_statement(table, tuple(key for key in params[0] if key != "row_id"))
+    statement = _store_statement(
+        table, tuple(key for key in params[0] if key not in ("row_id", "run_id")))
     # NOTE: one row goes as a plain execute: a list, even of one, takes
     # the driver's executemany path, which costs a show's item more.
     return int(connection.execute(statement, params if len(params) > 1 else params[0]).rowcount)
@@ -214,10 +216,13 @@ def _store(connection: Connection, table: Table, run_id: int,
 
 @functools.cache
 def _store_statement(table: Table, columns: tuple[str, ...]) -> Update:
-    # NOTE: the condition is checked again once each row is locked, so
+    # NOTE: a row that has its outcome for this run (a first delivery
+    # found it missing from the API) is not written, or it would count
+    # twice.  The condition is checked again once each row is locked, so
     # of two deliveries of one item writing at once, one writes and counts.
     return (update(table)
-            .where(table.c.id == bindparam("row_id"), table.c.data_last_updated_at.is_(None))
+            .where(table.c.id == bindparam("row_id"), table.c.data_last_updated_at.is_(None),
+                   or_(table.c.last_run_id.is_(None), table.c.last_run_id != bindparam("run_id")))
             .values({key: bindparam(key) for key in columns}))
 
 

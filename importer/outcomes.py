@@ -152,13 +152,21 @@ def give_up(actor_name: str, args: Sequence[Any], reason: str) -> None:
     away for too long, a bug); without this its rows would have no
     outcome, and their run would wait for them until its drain timeout.
     """
-    run_id, series_id, *rest = args
-    if actor_name == "import_series":
-        table, row_ids = series, [series_id]
-    else:
-        table, row_ids = episodes, [row_id for row_id, _ in rest[1]]
-
+    run_id = args[0]
+    table, row_ids = _item_rows(actor_name, args)
     recorded = record_failure(table, run_id, row_ids, FAILED, reason)
     logger.error("Gave up on %s for rows %s: %s.", actor_name, row_ids, reason, extra={
         "run_id": run_id, "rows": row_ids, "outcome": FAILED, "reason": reason,
         "recorded": recorded})
+
+
+def _item_rows(actor_name: str, args: Sequence[Any]) -> tuple[Table, list[int]]:
+    """The table and the row ids of an item message's arguments.
+
+    NOTE: an episodes item lists its rows last: ``[row id, TVmaze id]``
+    pairs, or bare row ids in a message queued by an earlier version.
+    """
+    if actor_name == "import_series":
+        return series, [args[1]]
+
+    return episodes, [row if isinstance(row, int) else row[0] for row in args[-1]]

@@ -15,9 +15,10 @@ from sqlalchemy import Engine, RowMapping, select, update
 from importer import actors, batches
 from importer.catalogue import Kind, add_episodes, add_series
 from importer.runs import create_run, get_run
-from importer.schema import import_runs, series, utcnow
+from importer.schema import episodes, import_runs, series, utcnow
 
 from .conftest import run_to_end
+from .services import poll
 
 
 class HeldDispatcher:
@@ -175,3 +176,42 @@ def test_an_item_whose_retries_are_spent_gets_a_failed_outcome_and_its_run_ends(
     assert all(row["failed_runs"] == 1 and row["data_last_updated_at"] is None
                for row in stored)
     assert (run["status"], run["failed"], run["imported"]) == ("completed", 2, 0)
+
+
+def test_an_episodes_item_whose_retries_are_spent_gives_each_of_its_rows_a_failed_outcome(
+        database: Engine, worker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        def episodes(self, tvmaze_id: int) -> Any:
+            raise RuntimeError("a bug in the item")
+
+    with database.begin() as connection:
+        add_episodes(connection, 1, [11, 12])
+    monkeypatch.setattr(actors, "MAX_RETRIES", 1)
+    monkeypatch.setattr("importer.items.get_client", Broken)
+
+    run = run_to_end("episodes", timeout=60)
+
+    assert [row["outcome"] for row in episode_rows(database)] == ["failed", "failed"]
+    assert (run["status"], run["failed"], run["imported"]) == ("completed", 2, 0)
+
+
+def test_an_item_message_of_an_earlier_version_is_not_retried_and_its_rows_fail(
+        database: Engine, worker: Any) -> None:
+    with database.begin() as connection:
+        add_episodes(connection, 1, [11, 12])
+    run_id = create_run("episodes", 100, 0.0, engine=database)
+    row_ids = [row["id"] for row in episode_rows(database)]
+
+    # Its rows were bare row ids, and no show TVmaze id came with them.
+    actors.import_episodes.send_with_options(args=(run_id, 1, row_ids))
+
+    stored = poll(lambda: [r for r in episode_rows(database) if r["outcome"] == "failed"],
+                  30, message="failed outcomes")
+    assert [row["id"] for row in stored] == row_ids
+    assert all("TypeError" in row["last_error"] for row in stored)
+    assert run_row(database, run_id)["failed"] == 2
+
+
+def episode_rows(database: Engine) -> list[RowMapping]:
+    with database.connect() as connection:
+        return list(connection.execute(select(episodes).order_by(episodes.c.id)).mappings())

@@ -44,7 +44,7 @@ def rabbitmq_broker(rabbitmq: str) -> Iterator[tuple[RabbitmqBroker, str]]:
 
 
 def _messages(queue: str, count: int) -> list[dramatiq.Message[Any]]:
-    return [dramatiq.Message(queue_name=queue, actor_name="import_series", args=(1, n),
+    return [dramatiq.Message(queue_name=queue, actor_name="import_series", args=(1, n, n),
                              kwargs={}, options={}) for n in range(count)]
 
 
@@ -66,7 +66,7 @@ def test_messages_sent_together_all_reach_their_queue(
 
     send_together(broker, _messages(queue, 250))
 
-    assert sorted(_queued(rabbitmq, queue)) == [(1, n) for n in range(250)]
+    assert sorted(_queued(rabbitmq, queue)) == [(1, n, n) for n in range(250)]
 
 
 def test_a_batch_is_sent_on_a_new_connection_when_its_own_was_closed(
@@ -77,7 +77,7 @@ def test_a_batch_is_sent_on_a_new_connection_when_its_own_was_closed(
     broker.connection.close()
     send_together(broker, _messages(queue, 3))
 
-    assert sorted(_queued(rabbitmq, queue)) == [(1, 0), (1, 0), (1, 1), (1, 2)]
+    assert sorted(_queued(rabbitmq, queue)) == [(1, 0, 0), (1, 0, 0), (1, 1, 1), (1, 2, 2)]
 
 
 def test_a_batch_whose_queue_was_deleted_declares_it_again_and_arrives(
@@ -89,7 +89,7 @@ def test_a_batch_whose_queue_was_deleted_declares_it_again_and_arrives(
 
     send_together(broker, _messages(queue, 5))
 
-    assert sorted(_queued(rabbitmq, queue)) == [(1, n) for n in range(5)]
+    assert sorted(_queued(rabbitmq, queue)) == [(1, n, n) for n in range(5)]
 
 
 def test_without_rabbitmq_messages_sent_together_go_to_the_in_process_broker() -> None:

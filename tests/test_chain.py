@@ -163,6 +163,27 @@ def test_a_show_that_answers_404_is_recorded_as_not_found_and_the_run_still_ends
     assert (run["status"], run["imported"], run["not_found"]) == ("completed", 2, 1)
 
 
+def test_an_item_delivered_again_after_its_row_got_an_outcome_neither_writes_nor_counts_it(
+        database: Engine, api: TvmazeServer) -> None:
+    from importer import items
+    from importer.runs import create_run, get_run
+
+    register(database, [1])
+    row_id = rows(database, series)[1]["id"]
+    run_id = create_run("series", 50, 0.0)
+    api.add_fault("/shows/1", Fault("status", status=404, times=1))
+
+    items.import_series(run_id, row_id, 1)
+    items.import_series(run_id, row_id, 1)   # delivered again, and now the show answers
+
+    stored = rows(database, series)[1]
+    with database.connect() as connection:
+        run = get_run(connection, run_id)
+    assert (stored["outcome"], stored["data_last_updated_at"]) == ("not_found", None)
+    assert run is not None and (run["not_found"], run["imported"]) == (1, 0)
+    assert api.requests == 2
+
+
 def test_an_unparseable_payload_is_recorded_as_invalid_with_its_reason(
         database: Engine, worker: Any, api: TvmazeServer) -> None:
     api.add_fault("/shows/2", Fault("body", body=b'{"id": 2, "na'))
