@@ -6,6 +6,7 @@ the exit codes below; ``--verbose`` adds the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -13,7 +14,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 import click
@@ -273,12 +274,13 @@ def _run_embedded(kind: Kind, batch_size: int | None, delay: float | None, *,
     from .progress import RunProgress, print_run
     from .runs import abandon_run
 
-    # NOTE: a service manager stops with SIGTERM; it ends the run as Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with embedded_worker():
-        run_id = start_run(kind, batch_size, delay, takeover=takeover)
+        with _interrupts_held() as held:
+            run_id = start_run(kind, batch_size, delay, takeover=takeover)
         click.echo(f"started {kind} run {run_id} (embedded worker)", err=True)
         try:
+            if held:
+                raise KeyboardInterrupt
             print_run(wait_for_run(run_id, on_progress=RunProgress(), poll=0.2))
         except KeyboardInterrupt:
             # NOTE: the run's worker stops with this process: left running,
@@ -287,6 +289,25 @@ def _run_embedded(kind: Kind, batch_size: int | None, delay: float | None, *,
             click.echo(f"importer: run {run_id} abandoned; the next start continues with "
                        "the rows still missing", err=True)
             raise
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[list[int]]:
+    """Hold Ctrl-C and SIGTERM back while a run starts; yield the signals held.
+
+    NOTE: interrupted between its row and its id's return, a run would
+    stay running, and block its kind until its heartbeat went stale.
+    Held, the interrupt ends the run as any later one does: abandoned.
+    """
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        # A service manager stops with SIGTERM; it ends the run as Ctrl-C does.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 for _kind in KINDS:

@@ -322,6 +322,23 @@ def test_an_embedded_run_stopped_midway_is_abandoned_so_the_next_start_goes_ahea
     engine.dispose()
 
 
+def test_an_interrupt_while_a_run_starts_is_held_until_the_run_can_be_abandoned() -> None:
+    from importer.cli import _interrupts_held
+
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        with _interrupts_held() as held:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+
+    assert held == [signal.SIGINT, signal.SIGTERM]
+
+
 @pytest.mark.parametrize("command", ["status", "init-db"])
 def test_a_sqlite_file_in_a_missing_directory_is_reported_as_unreachable(
         env: dict[str, str], tmp_path: Path, command: str) -> None:
