@@ -29,7 +29,18 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import dramatiq
-from sqlalchemy import Connection, RowMapping, Table, and_, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Table,
+    and_,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from . import metrics
 from .catalogue import Kind, needs_data, recheck_before, table_for
@@ -198,14 +209,13 @@ def _batch(connection: Connection, run: RowMapping, dispatcher: Dispatcher,
         selection = select_next(connection, kind, run)
         dispatched = dispatcher.send_items(kind, run["id"], selection.rows)
     processed = len(selection.rows)
-    # NOTE: from the count taken when the run started (a count per batch
-    # would scan the table); rows registered since then raise it here.
-    found = max(run["total"] - run["selected"], processed)
+    total = _known_total(connection, run, selection)
+    found = total - run["selected"]
     _log_step(connection, run, "batch_found",
               "Found %d %s without data, processing %d in this batch.", found, kind, processed,
               found=found, processing=processed)
 
-    total = _record_batch(connection, run, selection, dispatched)
+    _record_batch(connection, run, selection, dispatched, total)
 
     remaining = total - run["selected"] - processed
     metrics.remaining(kind, remaining)
@@ -233,14 +243,43 @@ def _log_step(connection: Connection, run: RowMapping, event: str, message: str,
 def select_next(connection: Connection, kind: Kind, run: RowMapping) -> Selection:
     """The next rows after the run's cursor that need data, by key."""
     table = table_for(kind)
+    if kind == "series":
+        return _select_series(connection, table, _wanted(table, run), run)
+
+    return _select_episodes(connection, table, _wanted(table, run), run)
+
+
+def _wanted(table: Table, run: RowMapping) -> ColumnElement[bool]:
+    """The rows of ``table`` that the run still has to select."""
     # NOTE: a step retried after its items were sent must not select the
     # rows that those items already gave an outcome for this run.
-    wanted = and_(needs_data(table, recheck_before(get_settings().not_found_recheck_days)),
-                  or_(table.c.last_run_id.is_(None), table.c.last_run_id != run["id"]))
-    if kind == "series":
-        return _select_series(connection, table, wanted, run)
+    return and_(needs_data(table, recheck_before(get_settings().not_found_recheck_days)),
+                or_(table.c.last_run_id.is_(None), table.c.last_run_id != run["id"]))
 
-    return _select_episodes(connection, table, wanted, run)
+
+def _known_total(connection: Connection, run: RowMapping, selection: Selection) -> int:
+    """The rows the run selects in all, as far as it is known after this batch.
+
+    NOTE: from the count taken when the run started: a count per batch
+    would scan the table.  The last batch makes it exact.  A batch that
+    finds rows beyond it which that count left out (registered since the
+    run started) counts the rows after it, once, to set it right.
+    """
+    selected = int(run["selected"]) + len(selection.rows)
+    if not selection.continues:
+        return selected
+
+    if run["total"] > selected:
+        return int(run["total"])
+
+    table = table_for(run["kind"])
+    if run["kind"] == "series":
+        after = table.c.id > selection.cursor_id
+    else:
+        after = tuple_(table.c.series_id, table.c.id) > tuple_(selection.cursor_series,
+                                                                selection.cursor_id)
+    query = select(func.count()).select_from(table).where(_wanted(table, run), after)
+    return selected + int(connection.execute(query).scalar_one())
 
 
 def _select_series(connection: Connection, table: Table, wanted: Any,
@@ -310,14 +349,10 @@ def _any_show_after(connection: Connection, wanted: Any, series_id: int) -> bool
 
 
 def _record_batch(connection: Connection, run: RowMapping, selection: Selection,
-                  dispatched: int) -> int:
-    """Move the run past this batch; return its total, as far as it is known now.
-
-    The last batch makes it exact: the rows the run selected.
-    """
+                  dispatched: int, total: int) -> None:
+    """Move the run past this batch."""
     now = utcnow()
     selected = run["selected"] + len(selection.rows)
-    total = max(run["total"], selected) if selection.continues else selected
     connection.execute(update(import_runs).where(import_runs.c.id == run["id"]).values(
         step=run["step"] + 1,
         total=total,
@@ -330,7 +365,6 @@ def _record_batch(connection: Connection, run: RowMapping, selection: Selection,
         draining_since=None if selection.continues else now,
         heartbeat_at=now,
     ))
-    return int(total)
 
 
 def _drain(connection: Connection, run: RowMapping) -> bool:

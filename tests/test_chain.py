@@ -343,10 +343,13 @@ def test_rows_registered_after_a_run_started_are_imported_and_counted_in_its_tot
     run = wait_for_run(run_id, poll=0.05, timeout=60)
     flush_job_logs()
 
-    found = [r["context"] for r in logs(database, run_id)
-             if (r["context"] or {}).get("event") == "batch_found"]
+    def event(name: str) -> list[dict[str, Any]]:
+        return [r["context"] for r in logs(database, run_id)
+                if (r["context"] or {}).get("event") == name]
+
     assert (run["total"], run["selected"], run["imported"]) == (8, 8, 8)
-    assert all(f["found"] >= f["processing"] for f in found)
+    assert [f["found"] for f in event("batch_found")] == [8, 5, 2]
+    assert [r["remaining"] for r in event("batch_result")] == [5, 2, 0]
 
 
 def test_a_draining_run_closes_when_its_last_item_ends_not_at_its_next_check(
