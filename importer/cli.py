@@ -27,6 +27,7 @@ from .errors import (
     ImporterError,
     RunAbandonedError,
     RunActiveError,
+    RunInterruptedError,
     SchemaMissingError,
     UnavailableError,
 )
@@ -58,6 +59,7 @@ _EXIT_CODES: list[tuple[type[ImporterError], int]] = [
     (SchemaMissingError, EXIT_NO_SCHEMA),
     (RunActiveError, EXIT_RUN_ACTIVE),
     (RunAbandonedError, EXIT_RUN_ABANDONED),
+    (RunInterruptedError, EXIT_INTERRUPTED),
 ]
 
 
@@ -286,9 +288,8 @@ def _run_embedded(kind: Kind, batch_size: int | None, delay: float | None, *,
             # NOTE: the run's worker stops with this process: left running,
             # the run would block its kind until its heartbeat went stale.
             abandon_run(run_id)
-            click.echo(f"importer: run {run_id} abandoned; the next start continues with "
-                       "the rows still missing", err=True)
-            raise
+            raise RunInterruptedError(f"interrupted: run {run_id} abandoned; the next start "
+                                      "continues with the rows still missing") from None
 
 
 @contextlib.contextmanager

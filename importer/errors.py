@@ -61,6 +61,10 @@ class RunAbandonedError(ImporterError):
     """Raised when a run being followed is abandoned (taken over by another start)."""
 
 
+class RunInterruptedError(ImporterError):
+    """Raised when an embedded run is interrupted (Ctrl-C, SIGTERM) and so abandoned."""
+
+
 class RunNotFoundError(ImporterError):
     """Raised when a run to follow does not exist."""
 

@@ -47,7 +47,10 @@ def query_logs(connection: Connection, *, kind: str | None = None, run_id: int |
                since: datetime | None = None, after_id: int | None = None,
                limit: int = 50) -> list[RowMapping]:
     """Records matching every given filter, newest first."""
-    query = select(job_logs).order_by(job_logs.c.id.desc()).limit(limit)
+    # NOTE: by time, not id: the background writer stores an item's
+    # records a moment after the batch records written with their step.
+    query = (select(job_logs).order_by(job_logs.c.created_at.desc(), job_logs.c.id.desc())
+             .limit(limit))
     if kind is not None:
         query = query.where(job_logs.c.job_class.like(f"%{kind}%"))
     if run_id is not None:

@@ -138,3 +138,22 @@ def test_the_writer_stores_rows_as_they_were_given_whatever_their_text(
 
     stored = [{k: v for k, v in row.items() if k != "id"} for row in logs(database, 7)]
     assert stored == written
+
+
+def test_records_are_listed_newest_first_by_time_whatever_order_they_were_written_in(
+        database: Engine) -> None:
+    from importer.logbook import query_logs
+
+    def record(second: int, message: str) -> dict[str, Any]:
+        return {"created_at": datetime(2026, 1, 2, 3, 4, second, tzinfo=UTC), "level": "INFO",
+                "job_class": None, "message_id": None, "run_id": 7, "status": None,
+                "duration_ms": None, "item_kind": None, "item_id": None, "message": message,
+                "context": {}}
+
+    with database.begin() as connection:
+        # The background writer stores an item's record after a later step's.
+        joblog.insert_rows(connection, [record(6, "step"), record(5, "item")])
+
+    with database.connect() as connection:
+        listed = [r["message"] for r in query_logs(connection, run_id=7)]
+    assert listed == ["step", "item"]
