@@ -243,10 +243,11 @@ def _log_step(connection: Connection, run: RowMapping, event: str, message: str,
 def select_next(connection: Connection, kind: Kind, run: RowMapping) -> Selection:
     """The next rows after the run's cursor that need data, by key."""
     table = table_for(kind)
+    wanted = _wanted(table, run)
     if kind == "series":
-        return _select_series(connection, table, _wanted(table, run), run)
+        return _select_series(connection, table, wanted, run)
 
-    return _select_episodes(connection, table, _wanted(table, run), run)
+    return _select_episodes(connection, table, wanted, run)
 
 
 def _wanted(table: Table, run: RowMapping) -> ColumnElement[bool]:
@@ -255,6 +256,14 @@ def _wanted(table: Table, run: RowMapping) -> ColumnElement[bool]:
     # rows that those items already gave an outcome for this run.
     return and_(needs_data(table, recheck_before(get_settings().not_found_recheck_days)),
                 or_(table.c.last_run_id.is_(None), table.c.last_run_id != run["id"]))
+
+
+def _after(table: Table, cursor_series: int, cursor_id: int) -> ColumnElement[bool]:
+    """The rows after a cursor, by key: ``id`` for series, ``(series_id, id)`` for episodes."""
+    if table is series:
+        return table.c.id > cursor_id
+
+    return tuple_(table.c.series_id, table.c.id) > tuple_(cursor_series, cursor_id)
 
 
 def _known_total(connection: Connection, run: RowMapping, selection: Selection) -> int:
@@ -273,11 +282,7 @@ def _known_total(connection: Connection, run: RowMapping, selection: Selection) 
         return int(run["total"])
 
     table = table_for(run["kind"])
-    if run["kind"] == "series":
-        after = table.c.id > selection.cursor_id
-    else:
-        after = tuple_(table.c.series_id, table.c.id) > tuple_(selection.cursor_series,
-                                                                selection.cursor_id)
+    after = _after(table, selection.cursor_series, selection.cursor_id)
     query = select(func.count()).select_from(table).where(_wanted(table, run), after)
     return selected + int(connection.execute(query).scalar_one())
 
@@ -288,7 +293,7 @@ def _select_series(connection: Connection, table: Table, wanted: Any,
     # a batch that merely fills up to its size may have taken the last rows,
     # and the run then drains at once instead of waiting its delay for nothing.
     query = (select(table.c.id, table.c.tvmaze_id)
-             .where(wanted, table.c.id > run["cursor_id"])
+             .where(wanted, _after(table, 0, run["cursor_id"]))
              .order_by(table.c.id).limit(run["batch_size"] + 1))
     rows = list(connection.execute(query).mappings())
     continues = len(rows) > run["batch_size"]
@@ -311,9 +316,8 @@ def _select_episodes(connection: Connection, table: Table, wanted: Any,
     # NOTE: the key is (series_id, id) so that one show's episodes come
     # together; the batch then takes the rest of its last show, so that
     # no show is split over two batches and each costs one API call.
-    key = tuple_(table.c.series_id, table.c.id)
     query = (_EPISODES_WITH_SHOW
-             .where(wanted, key > tuple_(run["cursor_series"], run["cursor_id"]))
+             .where(wanted, _after(table, run["cursor_series"], run["cursor_id"]))
              .order_by(table.c.series_id, table.c.id).limit(run["batch_size"] + 1))
     rows = list(connection.execute(query).mappings())
     if not rows:
